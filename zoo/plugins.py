@@ -1,0 +1,174 @@
+"""Plugin discovery: load every ``zoo.plugins`` entry point, each in isolation.
+
+pluggy's ``load_setuptools_entrypoints`` stops at the first plugin that fails to
+import, so the zoo loads entry points itself: a plugin that fails to import, whose
+hook raises (or calls ``sys.exit``), or that clashes with another is skipped with a
+one-line warning and recorded, and the rest of the zoo keeps working.
+
+Environment:
+    ZOO_STRICT_PLUGINS=1   turn any plugin failure into an error.
+    ZOO_PLUGINS=a,b        load only these third-party plugins (empty: built-ins only).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from zoo import hookspec
+from zoo.errors import PluginError
+from zoo.registry import PluginRegistrar, Registry
+
+GROUP = "zoo.plugins"
+BUILTIN_DISTRIBUTION = "zoo"
+
+
+@dataclass
+class PluginInfo:
+    """What ``zoo plugins`` reports about one plugin."""
+
+    name: str
+    module: str
+    distribution: str
+    version: str
+    builtin: bool
+    status: str = "loaded"  # loaded | failed | skipped
+    components: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _allowlist() -> set[str] | None:
+    raw = os.environ.get("ZOO_PLUGINS")
+    if raw is None:
+        return None
+    return {p.strip() for p in raw.split(",") if p.strip()}
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+class PluginManager:
+    """Loads plugins into a :class:`Registry` and remembers how each one fared."""
+
+    def __init__(self, registry: Registry | None = None) -> None:
+        self.registry = registry or Registry()
+        self.pm = pluggy.PluginManager(hookspec.PROJECT)
+        self.pm.add_hookspecs(hookspec)
+        self.plugins: list[PluginInfo] = []
+
+    def load_entry_points(self, entry_points: list[metadata.EntryPoint] | None = None,
+                          *, strict: bool | None = None,
+                          allow: set[str] | None | bool = False) -> list[PluginInfo]:
+        """Load each entry point of the ``zoo.plugins`` group (built-ins first)."""
+        strict = _flag("ZOO_STRICT_PLUGINS") if strict is None else strict
+        allowed = _allowlist() if allow is False else allow
+        if entry_points is None:
+            entry_points = list(metadata.entry_points(group=GROUP))
+        seen: set[str] = set()
+
+        def order(ep: metadata.EntryPoint) -> tuple[bool, str]:
+            return (_dist_name(ep) != BUILTIN_DISTRIBUTION, ep.name)
+
+        for ep in sorted(entry_points, key=order):
+            if ep.name in seen:  # the same distribution seen twice on sys.path
+                continue
+            seen.add(ep.name)
+            dist, version = _dist_name(ep), _dist_version(ep)
+            info = PluginInfo(ep.name, ep.value, dist, version, dist == BUILTIN_DISTRIBUTION)
+            self.plugins.append(info)
+            if not info.builtin and allowed is not None and ep.name not in allowed:
+                info.status = "skipped"
+                info.error = "not in ZOO_PLUGINS"
+                continue
+            self._load_one(ep, info, strict)
+        return self.plugins
+
+    def load_module(self, module: Any, name: str, *, distribution: str = "",
+                    version: str = "", strict: bool = True) -> PluginInfo:
+        """Register an already imported plugin module (tests, notebooks)."""
+        info = PluginInfo(name, getattr(module, "__name__", name), distribution, version,
+                          builtin=False)
+        self.plugins.append(info)
+        self._register(module, info, strict)
+        return info
+
+    def _load_one(self, ep: metadata.EntryPoint, info: PluginInfo, strict: bool) -> None:
+        try:
+            module = ep.load()
+        except (Exception, SystemExit) as e:  # a plugin must not take the host down
+            self._fail(info, f"failed to import: {_describe(e)}", strict, e)
+            return
+        self._register(module, info, strict)
+
+    def _register(self, module: Any, info: PluginInfo, strict: bool) -> None:
+        try:
+            self.pm.register(module, name=info.name)
+        except (Exception, SystemExit) as e:
+            self._fail(info, f"is not a valid zoo plugin: {_describe(e)}", strict, e)
+            return
+        registrar = PluginRegistrar(info.name, info.distribution, info.version)
+        impls = [i for i in self.pm.hook.zoo_register.get_hookimpls() if i.plugin is module]
+        try:
+            for impl in impls:
+                impl.function(registry=registrar)
+        except (Exception, SystemExit) as e:
+            self.pm.unregister(module)
+            self._fail(info, f"raised in zoo_register: {_describe(e)}", strict, e)
+            return
+        added, clashes = registrar.commit(self.registry)
+        info.components = [f"{c.kind}:{c.name}" for c in added]
+        if clashes:
+            self._fail(info, "; ".join(clashes), strict, None, status="loaded")
+
+    def _fail(self, info: PluginInfo, message: str, strict: bool, exc: BaseException | None,
+              status: str = "failed") -> None:
+        info.status, info.error = status, message
+        text = f"plugin '{info.name}' ({info.distribution} {info.version}) {message}".replace(
+            "  ", " ")
+        if strict:
+            raise PluginError(text + " (ZOO_STRICT_PLUGINS is set)") from exc
+        print(f"zoo: warning: {text}; skipped (set ZOO_STRICT_PLUGINS=1 to make this an error)"
+              if status == "failed" else f"zoo: warning: {text}", file=sys.stderr)
+
+
+def _dist_name(ep: metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return dist.metadata["Name"] if dist is not None else ""
+
+
+def _dist_version(ep: metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return dist.version if dist is not None else ""
+
+
+_default: PluginManager | None = None
+
+
+def default_manager() -> PluginManager:
+    """The process's plugin manager, loaded from entry points on first use."""
+    global _default
+    if _default is None:
+        manager = PluginManager()
+        manager.load_entry_points()
+        _default = manager
+    return _default
+
+
+def reset_default_manager() -> None:
+    """Forget the loaded plugins so the next use reloads them (tests, notebooks)."""
+    global _default
+    _default = None
