@@ -84,7 +84,8 @@ def cmd_run(args: argparse.Namespace) -> int:
              for k, v in summary["metrics"].items() if k.endswith("accuracy")]
     t = summary["timing"]
     print("\n".join(lines))
-    print(f"epoch median {t['epoch_ms_median']:.2f} ms, wall {t['wall_s']:.1f} s; run saved to {out}")
+    print(f"epoch median {t['epoch_ms_median']:.2f} ms, wall {t['wall_s']:.1f} s; "
+          f"run saved to {out}")
     return 0
 
 

@@ -187,7 +187,7 @@ def full_graph_step(model: Classifier, optimizer: torch.optim.Optimizer, ctx: Tr
     optimizer.zero_grad(set_to_none=True)
     out = model(ctx.graph, ctx.data.features)
     loss = F.cross_entropy(out.logits[train_idx], labels[train_idx])
-    metrics = {"loss": float(loss)}
+    metrics = {"loss": loss.item()}
     total = loss
     if regularizers:
         inp = RegularizerInput(graph=ctx.graph, logits=out.logits, embedding=out.embedding,
@@ -195,7 +195,7 @@ def full_graph_step(model: Classifier, optimizer: torch.optim.Optimizer, ctx: Tr
                                node_ids=torch.arange(labels.shape[0]), model=model, step=step)
         for i, reg in enumerate(regularizers):
             value = reg(inp)
-            metrics[f"reg_{i}"] = float(value)
+            metrics[f"reg_{i}"] = float(value.detach())
             total = total + value
     total.backward()
     optimizer.step()

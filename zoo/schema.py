@@ -60,7 +60,8 @@ def parse_arg_docs(doc: str | None) -> dict[str, str]:
     lines = inspect.cleandoc(doc).splitlines()
     in_args, current, indent = False, None, None
     for line in lines:
-        if re.match(r"^(Args|Arguments|Parameters):\s*$", line.strip()) and not line.startswith(" "):
+        header = re.match(r"^(Args|Arguments|Parameters):\s*$", line.strip())
+        if header and not line.startswith(" "):
             in_args, current = True, None
             continue
         if not in_args:

@@ -152,7 +152,7 @@ def _check_plain_name(name: str, what: str) -> None:
 def _describe(source: str) -> str:
     """Say where a file came from, for messages (the mirror or the canonical address)."""
     if os.environ.get(MIRROR_ENV):
-        return f"the mirror {source} ({MIRROR_ENV})"
+        return f"the mirror {source}"
     return source
 
 
@@ -250,6 +250,8 @@ def _download_verified(
                 f"(expected {expected[:12]}…, got {actual[:12]}…): the file there is "
                 f"corrupt or truncated; {_advice(source)}"
             )
+        # mkstemp creates the file private (0600); a data cache may be shared.
+        os.chmod(temp, 0o644)
         os.replace(temp, target)
     except BaseException:
         # Whatever went wrong (including Ctrl-C), no partial file may stay behind.

@@ -1,0 +1,269 @@
+"""The agreement model of Graph Agreement Models (Stretcu et al., NeurIPS 2019) and its training.
+
+The agreement model g(x_i, x_j) predicts the probability that nodes i and j share a
+label. A shared encoder embeds both nodes, an aggregation merges the two embeddings
+(element-wise squared difference by default, which makes g symmetric) and a predictor
+turns the result into one logit. It learns from pairs of labeled nodes (the original
+labels plus the classifier's self-labels): the graph's labeled-labeled edges, balanced
+with random negative labeled pairs, or random labeled pairs when the graph is not used
+(the paper's GAM* variant). A tenth of the pairs is held out to report its accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoo.data import ModelOutput
+from zoo.engine import Engine, Metrics
+from zoo_plugins.layers import Linear, make_activation
+
+Aggregation = Literal["dist", "add", "concat", "project_dist", "project_add", "project_concat"]
+AGGREGATIONS: tuple[str, ...] = Aggregation.__args__  # type: ignore[attr-defined]
+
+
+class AgreementModel(nn.Module):
+    """Predicts whether two nodes share a label: shared encoder, aggregation, predictor.
+
+    ``project_*`` aggregations first map each embedding through a learned projection
+    (a linear layer and ``activation``) shared by both nodes; ``predictor_hidden`` > 0
+    puts one hidden layer in the predictor, otherwise it is linear.
+    """
+
+    def __init__(self, encoder: nn.Module, *, aggregation: str = "dist",
+                 projection_dim: int = 64, predictor_hidden: int = 0,
+                 activation: str = "leaky_relu") -> None:
+        super().__init__()
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"unknown aggregation {aggregation!r}; use one of {AGGREGATIONS}")
+        self.encoder = encoder
+        self.aggregation = aggregation
+        dim = int(encoder.out_dim)
+        self.projection: nn.Module | None = None
+        if aggregation.startswith("project_"):
+            self.projection = nn.Sequential(Linear(dim, projection_dim),
+                                            make_activation(activation))
+            dim = projection_dim
+        in_dim = 2 * dim if aggregation.endswith("concat") else dim
+        if predictor_hidden > 0:
+            self.predictor = nn.Sequential(Linear(in_dim, predictor_hidden),
+                                           make_activation(activation),
+                                           Linear(predictor_hidden, 1))
+        else:
+            self.predictor = Linear(in_dim, 1)
+
+    def encode(self, features: torch.Tensor) -> torch.Tensor:
+        """One embedding per row of ``features`` (projected for ``project_*``)."""
+        out = self.encoder(features)
+        h = out.logits if isinstance(out, ModelOutput) else out
+        return self.projection(h) if self.projection is not None else h
+
+    def score(self, h_i: torch.Tensor, h_j: torch.Tensor) -> torch.Tensor:
+        """Agreement logits for pairs of embeddings (one per row)."""
+        if self.aggregation.endswith("dist"):
+            merged = (h_i - h_j) ** 2
+        elif self.aggregation.endswith("add"):
+            merged = h_i + h_j
+        else:
+            merged = torch.cat([h_i, h_j], dim=-1)
+        return self.predictor(merged).squeeze(-1)
+
+    def forward(self, features: torch.Tensor, src: torch.Tensor,
+                dst: torch.Tensor) -> torch.Tensor:
+        """Agreement logits of the node pairs ``(src[k], dst[k])``."""
+        h = self.encode(features)
+        return self.score(h[src], h[dst])
+
+
+# -- pair sampling -------------------------------------------------------------------
+def sample_pairs_by_agreement(nodes: torch.Tensor, labels: torch.Tensor, count: int,
+                              agree: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` random pairs of ``nodes`` whose labels agree (or differ), exactly.
+
+    The first node is uniform; the second is uniform among the nodes of the same class
+    (or of the other classes), found by indexing into ``nodes`` sorted by label, so there
+    is no rejection loop. Pairs are drawn with replacement.
+    """
+    node_labels = labels[nodes]
+    order = torch.argsort(node_labels, stable=True)
+    by_label, sorted_labels = nodes[order], node_labels[order]
+    classes, counts = torch.unique_consecutive(sorted_labels, return_counts=True)
+    offsets = torch.cumsum(counts, 0) - counts
+    n = nodes.numel()
+    if agree:
+        first_pos = torch.randint(n, (count,))
+    else:
+        # Only nodes with some node of another class can start a disagreeing pair.
+        has_other = (n - counts) > 0
+        eligible = torch.isin(sorted_labels, classes[has_other]).nonzero().squeeze(1)
+        if eligible.numel() == 0:
+            empty = nodes.new_empty(0)
+            return empty, empty
+        first_pos = eligible[torch.randint(eligible.numel(), (count,))]
+    cls = torch.searchsorted(classes, sorted_labels[first_pos])
+    if agree:
+        second_pos = offsets[cls] + (torch.rand(count) * counts[cls]).long().clamp_max(
+            counts[cls] - 1)
+    else:
+        others = n - counts[cls]
+        r = (torch.rand(count) * others).long().clamp_max(others - 1)
+        second_pos = torch.where(r < offsets[cls], r, r + counts[cls])
+    return by_label[first_pos], by_label[second_pos]
+
+
+@dataclass
+class AgreementPairs:
+    """Training pools and the held-out validation pairs for the agreement model.
+
+    Training batches take half their pairs from ``pos`` and half from ``neg`` (rows are
+    ``(i, j)`` node pairs); ``val_*`` are the held-out pairs with their 0/1 targets.
+    With ``resample`` set, pools are drawn afresh per batch from these labeled nodes
+    (the GAM* variant without a graph) instead of from ``pos``/``neg``.
+    """
+
+    pos: torch.Tensor
+    neg: torch.Tensor
+    val_src: torch.Tensor
+    val_dst: torch.Tensor
+    val_target: torch.Tensor
+    resample: tuple[torch.Tensor, torch.Tensor] | None = None  # (train nodes, labels)
+
+    @property
+    def trainable(self) -> bool:
+        """Whether there is anything to learn from (both agreeing and disagreeing pairs)."""
+        if self.resample is not None:
+            nodes, labels = self.resample
+            return nodes.numel() > 1 and labels[nodes].unique().numel() > 1
+        return self.pos.shape[0] > 0 and self.neg.shape[0] > 0
+
+    def batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A balanced batch: (src, dst, target) with half agreeing, half disagreeing pairs."""
+        if self.resample is not None:
+            nodes, labels = self.resample
+            half = max(batch_size // 2, 1)
+            ps, pd = sample_pairs_by_agreement(nodes, labels, half, agree=True)
+            ns, nd = sample_pairs_by_agreement(nodes, labels, half, agree=False)
+        else:
+            half = max(min(batch_size // 2, self.pos.shape[0]), 1)
+            p = self.pos[torch.randint(self.pos.shape[0], (half,))]
+            q = self.neg[torch.randint(self.neg.shape[0], (half,))]
+            ps, pd, ns, nd = p[:, 0], p[:, 1], q[:, 0], q[:, 1]
+        target = torch.cat([torch.ones(ps.numel()), torch.zeros(ns.numel())])
+        return torch.cat([ps, ns]), torch.cat([pd, nd]), target
+
+
+def graph_agreement_pairs(src: torch.Tensor, dst: torch.Tensor, labels: torch.Tensor,
+                          labeled: torch.Tensor, val_ratio: float = 0.1,
+                          max_val: int = 10_000) -> AgreementPairs:
+    """Pairs from the graph's labeled-labeled edges (GAM): agreement = labels equal.
+
+    ``val_ratio`` of the edges is held out for validation. Disagreeing training edges
+    are topped up with random disagreeing labeled pairs until there are as many as
+    agreeing ones, so that balanced batches exist even on a homophilous graph.
+    """
+    keep = labeled[src] & labeled[dst] & (src != dst)
+    edges = torch.stack([src[keep], dst[keep]], dim=1)
+    perm = torch.randperm(edges.shape[0])
+    num_val = min(int(edges.shape[0] * val_ratio), max_val)
+    val, train = edges[perm[:num_val]], edges[perm[num_val:]]
+    agree = labels[train[:, 0]] == labels[train[:, 1]]
+    pos, neg = train[agree], train[~agree]
+    missing = pos.shape[0] - neg.shape[0]
+    if missing > 0:
+        nodes = labeled.nonzero().squeeze(1)
+        i, j = sample_pairs_by_agreement(nodes, labels, missing, agree=False)
+        if i.numel():
+            neg = torch.cat([neg, torch.stack([i, j], dim=1)])
+    val_target = (labels[val[:, 0]] == labels[val[:, 1]]).float()
+    return AgreementPairs(pos, neg, val[:, 0], val[:, 1], val_target)
+
+
+def random_agreement_pairs(labels: torch.Tensor, labeled: torch.Tensor,
+                           val_ratio: float = 0.1, max_val: int = 10_000) -> AgreementPairs:
+    """Random pairs of labeled nodes (GAM*, no graph): ``val_ratio`` of the labeled nodes
+    are held out, and balanced validation pairs are drawn among them."""
+    nodes = labeled.nonzero().squeeze(1)
+    nodes = nodes[torch.randperm(nodes.numel())]
+    num_val_nodes = int(nodes.numel() * val_ratio)
+    val_nodes, train_nodes = nodes[:num_val_nodes], nodes[num_val_nodes:]
+    num_val = min(int(nodes.numel() ** 2 * val_ratio), max_val) // 2
+    empty = nodes.new_empty(0)
+    vs, vd, target = empty, empty, torch.zeros(0)
+    if num_val > 0 and val_nodes.numel() > 1 and labels[val_nodes].unique().numel() > 1:
+        ps, pd = sample_pairs_by_agreement(val_nodes, labels, num_val, agree=True)
+        ns, nd = sample_pairs_by_agreement(val_nodes, labels, num_val, agree=False)
+        vs, vd = torch.cat([ps, ns]), torch.cat([pd, nd])
+        target = torch.cat([torch.ones(ps.numel()), torch.zeros(ns.numel())])
+    no_pairs = nodes.new_empty(0, 2)
+    return AgreementPairs(no_pairs, no_pairs, vs, vd, target, resample=(train_nodes, labels))
+
+
+# -- training ------------------------------------------------------------------------
+@torch.no_grad()
+def agreement_metrics(model: AgreementModel, features: torch.Tensor,
+                      pairs: AgreementPairs) -> Metrics:
+    """Accuracy (threshold 0.5) and cross-entropy of ``model`` on the held-out pairs."""
+    model.eval()
+    if pairs.val_target.numel() == 0:
+        return {"val_accuracy": 0.0, "val_loss": 0.0}
+    h = model.encode(features)
+    logits = model.score(h[pairs.val_src], h[pairs.val_dst])
+    return {
+        "val_accuracy": float(((logits > 0).float() == pairs.val_target).float().mean()),
+        "val_loss": float(F.binary_cross_entropy_with_logits(logits, pairs.val_target)),
+    }
+
+
+def train_agreement_model(model: AgreementModel, features: torch.Tensor,
+                          pairs: AgreementPairs, engine: Engine, *, lr: float,
+                          weight_decay: float, batch_size: int, steps: int, patience: int,
+                          eval_every: int, phase: str = "agreement",
+                          record: dict[str, Any] | None = None,
+                          timer: dict[str, float] | None = None) -> float:
+    """Train ``model`` with sigmoid cross-entropy on balanced batches through
+    ``engine.fit``; keep the weights of the best held-out accuracy and return it.
+
+    One engine epoch is ``eval_every`` optimizer steps; ``steps`` and ``patience`` are
+    counted in optimizer steps. Without held-out pairs the accuracy on the latest
+    training batch stands in for the held-out one. ``timer["evaluation"]``
+    accumulates the seconds spent evaluating.
+    """
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    has_val = pairs.val_target.numel() > 0
+    last: dict[str, float] = {}
+
+    def train_step(epoch: int) -> Metrics:
+        model.train()
+        total = 0.0
+        for _ in range(eval_every):
+            src, dst, target = pairs.batch(batch_size)
+            optimizer.zero_grad(set_to_none=True)
+            logits = model(features, src, dst)
+            loss = F.binary_cross_entropy_with_logits(logits, target)
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+        last["train_accuracy"] = float(((logits.detach() > 0).float() == target).float().mean())
+        return {"loss": total / eval_every}
+
+    def evaluate() -> Metrics:
+        start = time.perf_counter()
+        metrics = agreement_metrics(model, features, pairs) if has_val else {
+            "val_accuracy": last.get("train_accuracy", 0.0), "val_loss": 0.0}
+        if timer is not None:
+            timer["evaluation"] = timer.get("evaluation", 0.0) + time.perf_counter() - start
+        return metrics
+
+    epochs = max(math.ceil(steps / eval_every), 1)
+    result = engine.fit(model, train_step=train_step, evaluate=evaluate, epochs=epochs,
+                        patience=max(math.ceil(patience / eval_every), 1) if has_val else None,
+                        phase=phase, record=record)
+    model.eval()
+    return float(result.best.get("val_accuracy", 0.0)) if has_val else float(
+        last.get("train_accuracy", 0.0))

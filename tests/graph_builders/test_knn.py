@@ -1,0 +1,178 @@
+"""The ``knn`` graph builder: NSL's threshold semantics, top-k with deterministic ties,
+the exact path against a brute-force reference, and the approximate path's recall."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dgl
+import numpy as np
+import pytest
+import torch
+from zoo_plugins.graph_builders.knn import exact_knn, knn_graph, l2_normalize
+
+import zoo
+from zoo.data import GraphData
+from zoo.errors import ConfigError, DataError
+
+HAVE_CORA = (Path(os.environ.get("ZOO_DATA_MIRROR", "")) / "ind.cora.x").is_file()
+requires_cora = pytest.mark.skipif(not HAVE_CORA, reason="Cora is not available offline "
+                                   "(no ZOO_DATA_MIRROR folder)")
+
+
+def make_data(features: torch.Tensor | np.ndarray) -> GraphData:
+    x = torch.as_tensor(features, dtype=torch.float32)
+    n = x.shape[0]
+    mask = torch.ones(n, dtype=torch.bool)
+    return GraphData(dgl.graph(([], []), num_nodes=n), x, torch.zeros(n, dtype=torch.int64),
+                     mask, mask, mask, num_classes=1, name="points")
+
+
+def edge_dict(graph: dgl.DGLGraph) -> dict[tuple[int, int], float]:
+    src, dst = graph.edges()
+    return {(int(s), int(d)): float(w) for s, d, w in zip(src, dst, graph.edata["weight"])}
+
+
+# Unit vectors with cosines cos(0,1) = 0.8 (exactly the threshold), cos(1,2) = 0.96,
+# cos(0,2) = 0.6; node 3 is opposite node 0, so negative with everyone.
+POINTS = np.array([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [-1.0, 0.0]])
+
+
+def test_threshold_is_inclusive_and_weights_are_cosines():
+    graph = knn_graph(make_data(POINTS), threshold=0.8)
+    # At least the threshold is kept (as NSL), both directions written.
+    assert edge_dict(graph) == pytest.approx(
+        {(0, 1): 0.8, (1, 0): 0.8, (1, 2): 0.96, (2, 1): 0.96}, abs=1e-6)
+    assert graph.edata["weight"].dtype == torch.float32
+    directed = knn_graph(make_data(POINTS), threshold=0.9, undirected=False)
+    assert set(edge_dict(directed)) == {(1, 2), (2, 1)}
+
+
+def test_non_positive_similarities_never_become_edges():
+    # Threshold off, k larger than the graph: every positive pair and nothing else.
+    graph = knn_graph(make_data(POINTS), k=10, threshold=None)
+    edges = edge_dict(graph)
+    assert set(edges) == {(0, 1), (1, 0), (1, 2), (2, 1), (0, 2), (2, 0)}
+    assert edges[(0, 2)] == pytest.approx(0.6, abs=1e-6)
+    assert all(w > 0 for w in edges.values())
+    # A negative threshold does not let negative similarities in either.
+    assert set(edge_dict(knn_graph(make_data(POINTS), threshold=-1.0))) == set(edges)
+
+
+def test_top_k_breaks_ties_by_smaller_node_id():
+    # Nodes 1..4 are identical, so node 0 sees four neighbours at the same similarity.
+    x = np.array([[1.0, 0.0]] + [[1.0, 1.0]] * 4)
+    graph = knn_graph(make_data(x), k=2, threshold=None, undirected=False)
+    into_0 = sorted(s for (s, d) in edge_dict(graph) if d == 0)
+    assert into_0 == [1, 2]
+    into_3 = sorted(s for (s, d) in edge_dict(graph) if d == 3)
+    assert into_3 == [1, 2]  # 1, 2, 4 tie at cosine 1; node 3 is never its own neighbour
+    assert int(graph.in_degrees().max()) == 2
+
+
+def test_exact_knn_is_blocked_without_changing_the_result():
+    rng = np.random.default_rng(0)
+    x = l2_normalize(torch.from_numpy(rng.standard_normal((60, 8)).astype(np.float32)))
+    whole = exact_knn(x, 5, None)
+    blocked = exact_knn(x, 5, None, block_entries=7 * 60)
+    for a, b in zip(whole, blocked):
+        assert torch.equal(a, b)
+
+
+def test_sparse_and_dense_features_give_the_same_graph():
+    rng = np.random.default_rng(1)
+    dense = (rng.random((40, 30)) < 0.2).astype(np.float32)
+    dense[0] = 0.0  # a row without words: similar to nothing, but allowed
+    sparse = torch.from_numpy(dense).to_sparse()
+    a = knn_graph(make_data(dense), k=3, threshold=None)
+    b = knn_graph(make_data(sparse), k=3, threshold=None)
+    assert edge_dict(a) == pytest.approx(edge_dict(b), abs=1e-6)
+    assert int(a.in_degrees()[0]) == 0
+
+
+def test_approximate_path_finds_most_true_neighbours():
+    # Clustered points, like real embeddings (uniform noise is NN-descent's worst case).
+    rng = np.random.default_rng(2)
+    centers = 3.0 * rng.standard_normal((12, 16))
+    x = (centers[rng.integers(0, 12, 600)] + rng.standard_normal((600, 16))).astype(np.float32)
+    data = make_data(x)
+    exact = knn_graph(data, k=5, threshold=None, method="exact", undirected=False)
+    approx = knn_graph(data, k=5, threshold=None, method="approximate", undirected=False)
+    true, found = set(edge_dict(exact)), edge_dict(approx)
+    assert len(set(found) & true) / len(true) > 0.9
+    again = knn_graph(data, k=5, threshold=None, method="approximate", undirected=False)
+    assert edge_dict(again) == found  # seeded: the same graph every time
+    assert int(approx.in_degrees().max()) <= 5
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    for (s, d), w in list(found.items())[:50]:
+        assert w == pytest.approx(float(xn[s] @ xn[d]), abs=1e-5)
+        assert s != d
+
+
+def test_auto_switches_to_approximate_above_exact_max_nodes():
+    x = np.random.default_rng(3).standard_normal((50, 4))
+    graph = knn_graph(make_data(x), k=3, threshold=None, exact_max_nodes=10,
+                      undirected=False)
+    assert int(graph.in_degrees().max()) <= 3
+
+
+def test_embeddings_from_a_npy_file(tmp_path):
+    path = tmp_path / "emb.npy"
+    np.save(path, POINTS)
+    data = make_data(np.eye(4))  # features that would give no edges at all
+    graph = knn_graph(data, threshold=0.9, embeddings="file", embeddings_file=str(path))
+    assert set(edge_dict(graph)) == {(1, 2), (2, 1)}
+    np.save(path, POINTS[:3])
+    with pytest.raises(DataError, match="shape"):
+        knn_graph(data, embeddings="file", embeddings_file=str(path))
+    with pytest.raises(ConfigError, match="embeddings_file"):
+        knn_graph(data, embeddings="file")
+
+
+def test_config_errors():
+    data = make_data(POINTS)
+    with pytest.raises(ConfigError, match="both null"):
+        knn_graph(data, k=None, threshold=None)
+    with pytest.raises(ConfigError, match="needs graph.k"):
+        knn_graph(data, k=None, method="approximate")
+    with pytest.raises(ConfigError, match="lower graph.threshold"):
+        knn_graph(make_data(np.eye(3)), threshold=0.5)
+
+
+@requires_cora
+def test_exact_knn_on_cora_matches_brute_force():
+    exp = zoo.build({"dataset": {"name": "planetoid", "subset": "cora"},
+                     "graph": {"name": "knn", "k": 10, "threshold": None, "undirected": False},
+                     "encoder": {"name": "mlp"}, "trainer": {"name": "supervised"}})
+    graph, data = exp.graph, exp.data
+    x = data.features.to_dense().numpy().astype(np.float64)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    order = np.argsort(-sims, axis=1, kind="stable")
+    reference = np.zeros_like(sims, dtype=bool)
+    np.put_along_axis(reference, order[:, :10], True, axis=1)
+
+    src, dst = (t.numpy() for t in graph.edges())
+    weight = graph.edata["weight"].numpy().astype(np.float64)
+    assert graph.num_edges() == 10 * data.num_nodes
+    assert (graph.in_degrees().numpy() == 10).all()
+    np.testing.assert_allclose(weight, sims[dst, src], atol=1e-6)
+    # Each node's neighbours are its 10 most similar: nothing left out is more similar
+    # than the 10th (the reference's 10th similarity), up to float32 rounding. Which of
+    # several equally similar nodes fills the last places (Cora's binary bag-of-words
+    # tie often) may differ from float64 ties, so ties are compared by value only.
+    kth = np.take_along_axis(sims, order[:, 9:10], axis=1)[:, 0]
+    mine_kth = np.full(data.num_nodes, np.inf)
+    np.minimum.at(mine_kth, dst, weight)
+    np.testing.assert_allclose(mine_kth, kth, atol=1e-6)
+    found = np.zeros_like(reference)
+    found[dst, src] = True
+    clearly_in = sims > kth[:, None] + 1e-6
+    assert (found | ~clearly_in).all()
+    # Where the 11th is clearly less similar than the 10th, the set is unique.
+    eleventh = np.take_along_axis(sims, order[:, 10:11], axis=1)[:, 0]
+    unique = eleventh < kth - 1e-6
+    assert unique.mean() > 0.4
+    assert (found[unique] == reference[unique]).all()
