@@ -95,7 +95,17 @@ def load_config(source: str | Path | dict[str, Any], overrides: list[str] | None
         if cfg is None or isinstance(cfg, ListConfig):
             raise ConfigError(f"config '{where}' must be a YAML mapping of sections "
                               f"({', '.join(TOP_LEVEL)})")
-    for item in overrides or []:
+    # Switching a section's component (`encoder.name=other`) starts that section afresh:
+    # the old component's parameters would not fit the new one.
+    items = list(overrides or [])
+    renames = [i for i in items if i.partition("=")[0].strip().endswith(".name")]
+    for item in renames:
+        section = item.partition("=")[0].strip()[: -len(".name")]
+        current = OmegaConf.select(cfg, section)
+        new_name = item.partition("=")[2].strip()
+        if isinstance(current, DictConfig) and current.get("name") not in (None, new_name):
+            OmegaConf.update(cfg, section, {}, merge=False)
+    for item in renames + [i for i in items if i not in renames]:
         apply_override(cfg, item)
     try:
         raw = OmegaConf.to_container(cfg, resolve=True)

@@ -52,3 +52,12 @@ def test_dict_config_and_seed_reproducibility():
     a = zoo.build(cfg).fit(seeds=[7])
     b = zoo.build(cfg).fit(seeds=[7])
     assert a["metrics"]["test_accuracy"]["values"] == b["metrics"]["test_accuracy"]["values"]
+
+
+def test_switching_a_component_starts_its_section_afresh():
+    exp = zoo.build("mlp_cora", ["encoder.name=mlp", "encoder.hidden=7"])
+    assert exp.config["encoder"]["hidden"] == 7  # same component: the file's keys stay
+    from zoo.config import load_config
+
+    raw = load_config("gcn_cora", ["model.name=other", "model.depth=3"]).raw
+    assert raw["model"] == {"name": "other", "depth": 3}

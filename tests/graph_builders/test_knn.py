@@ -78,6 +78,11 @@ def test_exact_knn_is_blocked_without_changing_the_result():
     blocked = exact_knn(x, 5, None, block_entries=7 * 60)
     for a, b in zip(whole, blocked):
         assert torch.equal(a, b)
+    # Neighbours of a few query nodes only: the same edges as in the whole graph.
+    src, dst, weight = exact_knn(x, 5, None, queries=torch.tensor([3, 41]))
+    into = (whole[1] == 3) | (whole[1] == 41)
+    assert torch.equal(dst, whole[1][into]) and torch.equal(src, whole[0][into])
+    assert torch.equal(weight, whole[2][into])
 
 
 def test_sparse_and_dense_features_give_the_same_graph():
