@@ -155,15 +155,16 @@ class Experiment:
         seed_list = builtins.list(range(seeds)) if isinstance(seeds, int) else builtins.list(
             seeds)
         config = {**self.config, "seeds": len(seed_list)}
+        start = time.perf_counter()
+        # Data and graph first: a missing or corrupt dataset leaves no run folder behind.
+        _ = self.graph
         writer = RunWriter(Path(out)) if out is not None else None
         display = Progress(enabled=progress)
-        start = time.perf_counter()
         per_seed: builtins.list[Metrics] = []
         epoch_ms: builtins.list[float] = []
         try:
             if writer is not None:
                 writer.write_config(config)
-            _ = self.graph  # load data and build the graph once for all seeds
             display.line(self.data.describe())
             for seed in seed_list:
                 seed_everything(seed)

@@ -154,7 +154,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_plugins(args: argparse.Namespace) -> int:
     from zoo.plugins import default_manager
 
-    plugins = default_manager().plugins
+    plugins = default_manager(warn=False).plugins  # the table shows the errors
     if args.json:
         print(json.dumps([p.to_dict() for p in plugins], indent=2))
         return 0

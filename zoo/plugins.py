@@ -64,8 +64,9 @@ def _describe(exc: BaseException) -> str:
 class PluginManager:
     """Loads plugins into a :class:`Registry` and remembers how each one fared."""
 
-    def __init__(self, registry: Registry | None = None) -> None:
+    def __init__(self, registry: Registry | None = None, *, warn: bool = True) -> None:
         self.registry = registry or Registry()
+        self.warn = warn
         self.pm = pluggy.PluginManager(hookspec.PROJECT)
         self.pm.add_hookspecs(hookspec)
         self.plugins: list[PluginInfo] = []
@@ -141,6 +142,8 @@ class PluginManager:
             "  ", " ")
         if strict:
             raise PluginError(text + " (ZOO_STRICT_PLUGINS is set)") from exc
+        if not self.warn:
+            return
         print(f"zoo: warning: {text}; skipped (set ZOO_STRICT_PLUGINS=1 to make this an error)"
               if status == "failed" else f"zoo: warning: {text}", file=sys.stderr)
 
@@ -158,11 +161,12 @@ def _dist_version(ep: metadata.EntryPoint) -> str:
 _default: PluginManager | None = None
 
 
-def default_manager() -> PluginManager:
-    """The process's plugin manager, loaded from entry points on first use."""
+def default_manager(*, warn: bool = True) -> PluginManager:
+    """The process's plugin manager, loaded from entry points on first use
+    (``warn=False``: record plugin failures without printing warnings)."""
     global _default
     if _default is None:
-        manager = PluginManager()
+        manager = PluginManager(warn=warn)
         manager.load_entry_points()
         _default = manager
     return _default
