@@ -14,7 +14,7 @@ point is about equally far from every other), so the same measurement is repeate
 clustered vectors (a Gaussian mixture), closer to real embeddings. Finally it times
 the exact path on Cora's sparse features against a bare dense product + top-k.
 
-    python benchmarks/bench_knn.py            # about two to three minutes on 2 cores
+    python benchmarks/bench_knn.py            # about 1.5 minutes on 2 CPU cores
     python benchmarks/bench_knn.py --n 20000  # quicker
 """
 
@@ -33,6 +33,7 @@ from zoo_plugins.graph_builders.knn import (  # noqa: E402
     approximate_knn,
     exact_knn,
     l2_normalize,
+    to_scipy_csr,
 )
 
 
@@ -94,9 +95,7 @@ def bench_cora(k: int) -> None:
     except Exception as e:  # no offline copy: say so, the rest still ran
         print(f"cora: skipped ({e})")
         return
-    from zoo_plugins.graph_builders.knn import _to_scipy
-
-    sparse = l2_normalize(_to_scipy(data.features))
+    sparse = l2_normalize(to_scipy_csr(data.features))
     dense = torch.from_numpy(sparse.toarray())
     start = time.perf_counter()
     exact_knn(sparse, k, None)

@@ -11,12 +11,12 @@ registering components through the ``zoo.plugins`` entry points, and from Python
 from zoo.hookspec import hookimpl
 
 __version__ = "0.1.0"
-__all__ = ["hookimpl", "build", "list", "show", "registry", "__version__"]
+__all__ = ["hookimpl", "build", "list", "show", "default_registry", "__version__"]
 
 
 def __getattr__(name: str):
     # Lazy: `import zoo` in a plugin must not pull in torch, DGL or the plugins.
-    if name in ("build", "list", "show", "registry"):
+    if name in ("build", "list", "show", "default_registry"):
         from zoo import api
 
         return getattr(api, name)

@@ -26,19 +26,19 @@ from zoo.registry import Component, Registry
 from zoo.run import Progress, RunWriter, default_run_dir, summarize
 
 
-def registry() -> Registry:
+def default_registry() -> Registry:
     """The registry of every component the installed plugins provide."""
     return default_manager().registry
 
 
 def list(pattern: str = "*", kind: str | None = None) -> builtins.list[Component]:  # noqa: A001
     """Components whose name matches the wildcard ``pattern``, optionally of one ``kind``."""
-    return registry().list(pattern, kind)
+    return default_registry().list(pattern, kind)
 
 
 def show(name: str, kind: str | None = None) -> Component:
     """The component called ``name`` (of ``kind`` when several kinds share the name)."""
-    reg = registry()
+    reg = default_registry()
     if kind is not None:
         return reg.get(kind, name)
     found = reg.find(name)
@@ -81,7 +81,7 @@ def build(config: str | Path | dict[str, Any], overrides: builtins.list[str] | N
     whole config is validated here, before anything is built or trained.
     """
     loaded = load_config(config, [*(overrides or []), *_override_list(kw_overrides)])
-    reg = registry or globals()["registry"]()
+    reg = registry or default_registry()
     return Experiment(loaded, validate_config(loaded, reg), reg)
 
 

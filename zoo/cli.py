@@ -169,8 +169,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def cmd_graph(args: argparse.Namespace) -> int:
     import zoo.api
-    from zoo.graphio import save_graph
+    from zoo.graphio import check_format, save_graph
 
+    check_format(args.out)  # before the (possibly long) build, not after
     exp = zoo.api.build(args.config, args.overrides)
     graph: Any = exp.graph
     save_graph(graph, args.out)

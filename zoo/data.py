@@ -66,8 +66,9 @@ class RegularizerInput:
     with ``node_ids`` mapping its rows back to the dataset's node ids. Edge weights,
     when present, are in ``graph.edata["weight"]``. ``labels``/``labeled`` are
     row-aligned; only rows where ``labeled`` is true carry a trustworthy label.
-    ``model`` computes outputs for arbitrary dataset node ids (``model(ids)``) for
-    regularizers that sample their own pairs; ``step`` is the optimizer step count.
+    ``model(ids)`` gives the :class:`ModelOutput` of arbitrary rows/node ids (in
+    full-graph mode it indexes this step's outputs) for regularizers that sample their
+    own pairs; ``step`` is the optimizer step count.
     """
 
     graph: Any

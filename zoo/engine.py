@@ -190,9 +190,14 @@ def full_graph_step(model: Classifier, optimizer: torch.optim.Optimizer, ctx: Tr
     metrics = {"loss": loss.item()}
     total = loss
     if regularizers:
+        # In full-graph mode every node's output is at hand: `model(ids)` just indexes it.
+        def outputs_of(ids: torch.Tensor, out: ModelOutput = out) -> ModelOutput:
+            return ModelOutput(out.logits[ids], out.embedding[ids])
+
         inp = RegularizerInput(graph=ctx.graph, logits=out.logits, embedding=out.embedding,
                                labels=labels, labeled=labeled,
-                               node_ids=torch.arange(labels.shape[0]), model=model, step=step)
+                               node_ids=torch.arange(labels.shape[0]), model=outputs_of,
+                               step=step)
         for i, reg in enumerate(regularizers):
             value = reg(inp)
             metrics[f"reg_{i}"] = float(value.detach())

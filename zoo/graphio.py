@@ -27,7 +27,8 @@ from zoo.errors import ConfigError, DataError
 FORMATS = (".bin", ".tsv")
 
 
-def _format(path: Path) -> str:
+def check_format(path: Path) -> str:
+    """The graph file format of ``path`` (its suffix), or a ConfigError naming the choices."""
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise ConfigError(f"graph file '{path}' must end in .bin (DGL binary) or .tsv "
@@ -50,7 +51,7 @@ def save_graph(graph: Any, path: str | Path) -> Path:
     import dgl
 
     path = Path(path)
-    fmt = _format(path)
+    fmt = check_format(path)
     if not path.parent.is_dir():
         raise ConfigError(f"cannot save the graph to '{path}': folder '{path.parent}' "
                           "does not exist; create it first")
@@ -63,14 +64,17 @@ def save_graph(graph: Any, path: str | Path) -> Path:
             plain = dgl.graph((src, dst), num_nodes=graph.num_nodes())
             plain.edata["weight"] = weight
             dgl.save_graphs(str(tmp), [plain])
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
         else:
-            # '%.9g' round-trips every float32 exactly (NSL's '%f' keeps 6 decimals).
-            lines = [f"{s}\t{d}\t{w:.9g}\n" for s, d, w in
-                     zip(src.tolist(), dst.tolist(), weight.tolist())]
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.writelines(lines)
+                # '%.9g' round-trips every float32 exactly (NSL's '%f' keeps 6 decimals).
+                f.writelines(f"{s}\t{d}\t{w:.9g}\n" for s, d, w in
+                             zip(src.tolist(), dst.tolist(), weight.tolist()))
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a saved graph is an ordinary file
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # the complete file appears at once, or not at all
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -87,7 +91,7 @@ def load_graph(path: str | Path, num_nodes: int | None = None) -> Any:
     import dgl
 
     path = Path(path)
-    fmt = _format(path)
+    fmt = check_format(path)
     if not path.is_file():
         raise DataError(f"graph file '{path}' not found; build one with "
                         "`zoo graph build CONFIG --out FILE`")

@@ -36,7 +36,7 @@ import torch
 from zoo.errors import ConfigError, DataError
 
 Combine = Literal["max", "sum"]
-F = TypeVar("F", bound=Callable)
+Factory = TypeVar("Factory", bound=Callable)
 
 # Appended to each builder's docstring by :func:`with_common_args`, so ``zoo show``
 # documents the shared options without every builder repeating them.
@@ -52,7 +52,7 @@ COMMON_ARGS_DOC = """\
         self-loops, null keeps the source's own."""
 
 
-def with_common_args(factory: F) -> F:
+def with_common_args(factory: Factory) -> Factory:
     """Append the shared options' docs to ``factory``'s ``Args:`` section."""
     factory.__doc__ = inspect.cleandoc(factory.__doc__ or "") + "\n" + COMMON_ARGS_DOC
     return factory

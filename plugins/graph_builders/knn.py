@@ -33,7 +33,7 @@ Method = Literal["auto", "exact", "approximate"]
 Embeddings = Literal["features", "file"]
 
 MIN_NORM = 1e-6  # tf.math.l2_normalize's epsilon, as NSL uses
-# Float32 dot products of unit vectors are off by up to ~1e-7 per entry, so a pair whose
+# Float32 dot products of unit vectors carry rounding errors of about 1e-7, so a pair whose
 # similarity is exactly the threshold (two bag-of-words rows of 4 and 1 words sharing one
 # word: 1/2) would be kept or lost by chance; such near-ties count as reaching it.
 THRESHOLD_TOLERANCE = 1e-6
@@ -50,10 +50,12 @@ def l2_normalize(x: torch.Tensor | sp.spmatrix) -> torch.Tensor | sp.csr_matrix:
     return x / x.norm(dim=1, keepdim=True).clamp_min(MIN_NORM)
 
 
-def _to_scipy(x: torch.Tensor) -> sp.csr_matrix:
-    x = x.coalesce()
+def to_scipy_csr(x: torch.Tensor) -> sp.csr_matrix:
+    """A sparse torch tensor (COO or CSR) as a SciPy CSR matrix of float32."""
+    x = x.to_sparse_coo().coalesce()
     rows, cols = x.indices().numpy()
-    return sp.csr_matrix((x.values().numpy(), (rows, cols)), shape=tuple(x.shape))
+    return sp.csr_matrix((x.values().numpy().astype(np.float32), (rows, cols)),
+                         shape=tuple(x.shape))
 
 
 def _ranked_top_k(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,23 +97,17 @@ def exact_knn(x: torch.Tensor | sp.csr_matrix, k: int | None, threshold: float |
     n = x.shape[0]
     query_ids = torch.arange(n) if queries is None else torch.as_tensor(queries).long()
     rows_per_block = max(1, block_entries // max(n, 1))
-    sparse_x = None
-    if sp.issparse(x):
-        coo = x.tocoo()
-        indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
-        sparse_x = torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data), coo.shape,
-                                           dtype=torch.float32,
-                                           check_invariants=True).coalesce()
     lowest = 0.0 if threshold is None else max(0.0, threshold - THRESHOLD_TOLERANCE)
     srcs, dsts, weights = [], [], []
     for start in range(0, len(query_ids), rows_per_block):
         ids = query_ids[start:start + rows_per_block]
-        if sparse_x is not None:
-            block = torch.from_numpy(x[ids.numpy()].toarray())
-            sims = torch.sparse.mm(sparse_x, block.T).T  # (block, n); only this block dense
+        if sp.issparse(x):
+            # SciPy's sparse x dense product (several times faster than torch.sparse.mm
+            # on COO here); only this block of rows is ever dense.
+            block = x[ids.numpy()].toarray()
+            sims = torch.from_numpy(np.ascontiguousarray((x @ block.T).T))
         else:
-            sims = x[ids] @ x.T
-        sims = sims.contiguous()
+            sims = (x[ids] @ x.T).contiguous()
         sims[torch.arange(len(ids)), ids] = -torch.inf  # a node is not its own neighbour
         if k is None:
             r, c = (sims >= lowest).nonzero(as_tuple=True)
@@ -191,7 +187,7 @@ def knn_graph(data: GraphData, *, k: int | None = None, threshold: float | None 
         k: neighbours per node (edges neighbour -> node); null: every pair above the
             threshold (needs ``method`` exact).
         threshold: minimum cosine similarity of an edge (NSL's default 0.8); null: no
-            threshold (then ``k`` is required).
+            threshold (then ``k`` is required). Similarities <= 0 never make an edge.
         embeddings: 'features' (the dataset's node features, sparse or dense) or 'file'
             (a .npy array with one row per node, named by ``embeddings_file``).
         embeddings_file: path of the .npy embeddings when ``embeddings`` is 'file'.
@@ -227,7 +223,7 @@ def knn_graph(data: GraphData, *, k: int | None = None, threshold: float | None 
             raise ConfigError("graph.embeddings_file is set but graph.embeddings is "
                               "'features'; set embeddings: file to use the file")
         x = data.features.detach().cpu()
-        x = _to_scipy(x) if x.is_sparse else x.to(torch.float32)
+        x = to_scipy_csr(x) if x.layout != torch.strided else x.to(torch.float32)
     x = l2_normalize(x)
 
     with torch.no_grad():

@@ -77,7 +77,7 @@ class CommNetBlock(nn.Module):
 
 
 class CommNet(nn.Module):
-    """CommNet (graph_nets): each node updates from its own state and the mean of its neighbours' messages.
+    """CommNet (graph_nets): a node updates from its own state and its neighbours' mean message.
 
     Each block computes a message ``phi_e(h_u)`` per sender, an encoding
     ``phi_enc(h_v)`` per node and the new state ``phi_v([mean of received messages,

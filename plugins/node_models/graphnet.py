@@ -76,7 +76,7 @@ class GraphNetBlock(nn.Module):
 
 
 class GraphNet(nn.Module):
-    """Graph Network blocks (graph_nets): edge, node and global updates with sum/mean/max aggregations.
+    """Graph Network blocks (graph_nets): edge, node and global updates, sum/mean/max aggregation.
 
     The features are projected to ``hidden`` units (dropout, sparse-aware linear,
     activation); ``blocks`` Graph Network blocks follow, each with MLP edge, node and

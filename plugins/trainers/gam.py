@@ -78,6 +78,9 @@ class GAM:
         agreement_eval_every: agreement steps between two evaluations.
         agreement_val_ratio: share of the labeled pairs (or nodes, without the graph)
             held out to measure the agreement model's accuracy.
+        threads: torch CPU threads while this trainer runs, restored afterwards (null:
+            leave torch's setting). On a shared machine 1 is often many times faster:
+            OpenMP threads wait at every operation for a peer the OS has descheduled.
     """
 
     def __init__(self, *, lr: float = 0.001, weight_decay: float = 0.0, steps: int = 2000,
@@ -93,7 +96,8 @@ class GAM:
                  predictor_hidden: int = 0, agreement_lr: float = 0.001,
                  agreement_weight_decay: float = 0.0, agreement_batch_size: int = 128,
                  agreement_steps: int = 2000, agreement_patience: int = 500,
-                 agreement_eval_every: int = 10, agreement_val_ratio: float = 0.1) -> None:
+                 agreement_eval_every: int = 10, agreement_val_ratio: float = 0.1,
+                 threads: int | None = None) -> None:
         for name, value in (("steps", steps), ("eval_every", eval_every),
                             ("agreement_steps", agreement_steps),
                             ("agreement_eval_every", agreement_eval_every),
@@ -103,6 +107,8 @@ class GAM:
         if max_iterations < 0 or num_samples_to_label < 0:
             raise ConfigError("trainer 'gam': max_iterations and num_samples_to_label must "
                               "be >= 0")
+        if threads is not None and threads < 1:
+            raise ConfigError(f"trainer 'gam': threads must be >= 1 or null, got {threads}")
         if not 0.0 <= agreement_val_ratio < 1.0:
             raise ConfigError(f"trainer 'gam': agreement_val_ratio must be in [0, 1), got "
                               f"{agreement_val_ratio}")
@@ -122,6 +128,7 @@ class GAM:
         self.agreement_steps, self.agreement_patience = agreement_steps, agreement_patience
         self.agreement_eval_every = agreement_eval_every
         self.agreement_val_ratio = agreement_val_ratio
+        self.threads = threads
         self.timings: dict[str, float] = dict.fromkeys(PHASES, 0.0)
 
     # -- the parts of one iteration -----------------------------------------------------
@@ -213,6 +220,15 @@ class GAM:
     def fit(self, ctx: TrainContext) -> Metrics:
         """Co-train on ``ctx``; the metrics of the best-validation iteration plus the
         baseline's, the agreement model's held-out accuracy and the labeled-set size."""
+        previous_threads = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        try:
+            return self._cotrain(ctx)
+        finally:
+            torch.set_num_threads(previous_threads)
+
+    def _cotrain(self, ctx: TrainContext) -> Metrics:
         self.timings = dict.fromkeys(PHASES, 0.0)
         data = ctx.data
         regularizers = ctx.build_regularizers()

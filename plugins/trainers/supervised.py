@@ -24,7 +24,7 @@ from zoo_plugins.trainers.neighbors import FeatureRows, NeighborTable
 
 
 class Supervised:
-    """Supervised training (Adam with weight decay) plus the configured regularizers, full-graph or mini-batch.
+    """Supervised training (Adam, weight decay) plus the regularizers, full-graph or mini-batch.
 
     The loss is cross-entropy on the training nodes plus the sum of the regularizers'
     terms; the reported accuracies are those of the best-validation epoch.
@@ -80,14 +80,17 @@ class Supervised:
                               "model, but the config has a 'model:' node model that needs "
                               "the whole graph; remove 'model:' or set trainer.batch_size: "
                               "null")
+        if not self.baseline:
+            return self.train(ctx, ctx.build_model(), ctx.build_regularizers(), "train")
+        # The baseline goes first so that the model left behind is the regularized one;
+        # re-seeding gives both the same initial weights and the regularized run the
+        # very numbers it has without a baseline.
+        base = self.train(ctx, ctx.build_model(), [], "baseline")
+        seed_everything(ctx.seed)
         metrics = self.train(ctx, ctx.build_model(), ctx.build_regularizers(), "train")
-        if self.baseline:
-            # The same seed again, so the baseline starts from the same initial weights.
-            seed_everything(ctx.seed)
-            base = self.train(ctx, ctx.build_model(), [], "baseline")
-            metrics["baseline_test_accuracy"] = base["test_accuracy"]
-            metrics["baseline_val_accuracy"] = base["val_accuracy"]
-            metrics["gain"] = metrics["test_accuracy"] - base["test_accuracy"]
+        metrics["baseline_test_accuracy"] = base["test_accuracy"]
+        metrics["baseline_val_accuracy"] = base["val_accuracy"]
+        metrics["gain"] = metrics["test_accuracy"] - base["test_accuracy"]
         return metrics
 
     def train(self, ctx: TrainContext, model: Classifier,

@@ -1,0 +1,181 @@
+"""The ``gam`` trainer end to end on small synthetic graphs: it beats the plain
+classifier and plain distance regularization on a graph full of wrong-label edges,
+reports its baseline and per-iteration records, and works for any classifier."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import dgl
+import pytest
+import torch
+
+import zoo
+from zoo.data import GraphData
+from zoo.errors import ConfigError
+from zoo.plugins import PluginManager
+from zoo.registry import PluginRegistrar, Registry
+
+
+def noisy_sbm(*, n_per_class: int = 100, classes: int = 3, degree: int = 6,
+              cross: float = 0.35, dim: int = 16, noise: float = 1.5, train_per_class: int = 5,
+              seed: int = 0) -> GraphData:
+    """A stochastic block model whose edges join different classes with probability
+    ``cross``, and Gaussian features around a random mean per class (``noise`` std)."""
+    gen = torch.Generator().manual_seed(seed)
+    n = n_per_class * classes
+    labels = torch.arange(classes).repeat_interleave(n_per_class)
+    means = torch.randn(classes, dim, generator=gen)
+    features = means[labels] + noise * torch.randn(n, dim, generator=gen)
+    m = n * degree // 2
+    src = torch.randint(n, (m,), generator=gen)
+    other = (labels[src] + torch.randint(1, classes, (m,), generator=gen)) % classes
+    same = torch.rand(m, generator=gen) >= cross
+    dst = (torch.where(same, labels[src], other) * n_per_class
+           + torch.randint(n_per_class, (m,), generator=gen))
+    keep = src != dst
+    src, dst = src[keep], dst[keep]
+    graph = dgl.to_simple(dgl.graph((torch.cat([src, dst]), torch.cat([dst, src])),
+                                    num_nodes=n))
+    perm = torch.randperm(n, generator=gen)
+    train = torch.zeros(n, dtype=torch.bool)
+    for c in range(classes):
+        train[perm[labels[perm] == c][:train_per_class]] = True
+    rest = perm[~train[perm]]
+    val = torch.zeros(n, dtype=torch.bool)
+    test = torch.zeros(n, dtype=torch.bool)
+    val[rest[:60]] = True
+    test[rest[60:210]] = True
+    return GraphData(graph, features, labels, train, val, test, classes, "noisy_sbm")
+
+
+def _constant_dataset(data: GraphData):
+    def dataset() -> GraphData:
+        """A synthetic graph for the GAM tests."""
+        return data
+    return dataset
+
+
+def _registry(datasets: dict[str, GraphData]) -> Registry:
+    manager = PluginManager(warn=False)
+    manager.load_entry_points()
+    registrar = PluginRegistrar("test_gam", "test_gam", "0")
+    for name, data in datasets.items():
+        registrar.add("dataset", name, _constant_dataset(data))
+    registrar.commit(manager.registry)
+    return manager.registry
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return _registry({f"sbm{s}": noisy_sbm(seed=s) for s in (0, 1)})
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: much faster on shared CPUs, and the supervised runs honour it."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+MLP = {"name": "mlp", "hidden": 32, "layers": 2, "dropout": 0.0, "activation": "leaky_relu"}
+SUPERVISED = {"name": "supervised", "lr": 0.01, "weight_decay": 5e-4, "epochs": 200}
+GAM = {"name": "gam", "lr": 0.01, "weight_decay": 5e-4, "steps": 200, "patience": 100,
+       "max_iterations": 4, "num_samples_to_label": 30, "agreement_steps": 300,
+       "agreement_patience": 100,
+       "agreement_encoder": {"name": "mlp", "hidden": 32, "layers": 1, "dropout": 0.0,
+                             "activation": "leaky_relu"}}
+AGREEMENT = {"name": "agreement", "reg_weight_lu": 1.0, "reg_weight_uu": 0.5,
+             "num_pairs_reg": 128}
+
+
+def _fit(registry: Registry, config: dict, seeds: int = 2, out=None) -> dict:
+    return zoo.build(config, registry=registry).fit(seeds=seeds, out=out)
+
+
+def _mean(summary: dict, key: str = "test_accuracy") -> float:
+    return summary["metrics"][key]["mean"]
+
+
+def test_gam_beats_classifier_and_distance_regularization_on_noisy_graph(registry):
+    """35% of the edges join different classes: pulling every neighbour together hurts,
+    weighting neighbours by learned agreement (and self-labeling) helps."""
+    scores: dict[str, list[float]] = {"mlp": [], "distance": [], "gam": []}
+    for name in ("sbm0", "sbm1"):
+        base = {"dataset": {"name": name}, "encoder": MLP}
+        scores["mlp"].append(_mean(_fit(registry, {**base, "trainer": SUPERVISED})))
+        distance = {"name": "distance", "multiplier": 0.5, "transform": "softmax"}
+        scores["distance"].append(_mean(_fit(registry, {**base, "regularizers": [distance],
+                                                        "trainer": SUPERVISED})))
+        scores["gam"].append(_mean(_fit(registry, {**base, "regularizers": [AGREEMENT],
+                                                   "trainer": GAM})))
+    mean = {k: sum(v) / len(v) for k, v in scores.items()}
+    assert mean["gam"] > mean["mlp"] + 0.03, scores
+    assert mean["gam"] > mean["distance"] + 0.03, scores
+
+
+def test_metrics_baseline_and_iteration_records(registry, tmp_path):
+    config = {"dataset": {"name": "sbm0"}, "encoder": MLP, "regularizers": [AGREEMENT],
+              "trainer": {**GAM, "max_iterations": 2}}
+    summary = _fit(registry, config, seeds=1, out=tmp_path / "run")
+    metrics = {k: v["mean"] for k, v in summary["metrics"].items()}
+    for key in ("test_accuracy", "val_accuracy", "baseline_test_accuracy",
+                "baseline_val_accuracy", "agreement_accuracy", "iterations", "labeled"):
+        assert key in metrics, key
+    assert metrics["val_accuracy"] >= metrics["baseline_val_accuracy"]
+    assert 0.0 <= metrics["agreement_accuracy"] <= 1.0
+    assert metrics["iterations"] == 2
+    # The baseline and the last iteration do not self-label: one round of 30 nodes.
+    assert metrics["labeled"] == 15 + 30
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    gam = [r for r in records if r["phase"] == "gam"]
+    assert [r["iteration"] for r in gam] == [0, 1, 2]
+    assert [r["labeled"] for r in gam] == [15, 15, 45]
+    assert [r["self_labeled"] for r in gam] == [0, 30, 0]
+    assert math.isnan(gam[0]["agreement_accuracy"]) and gam[1]["agreement_accuracy"] >= 0
+    phases = {r["phase"] for r in records}
+    assert {"iter 0 classifier", "iter 1 agreement", "iter 1 classifier"} <= phases
+    # The reported accuracy is that of the best-validation iteration.
+    best = max(gam, key=lambda r: r["val_accuracy"])
+    assert metrics["val_accuracy"] == pytest.approx(best["val_accuracy"])
+    assert metrics["test_accuracy"] == pytest.approx(gam[gam.index(best)]["test_accuracy"])
+    assert metrics["baseline_test_accuracy"] == pytest.approx(gam[0]["test_accuracy"])
+
+
+@pytest.mark.parametrize("variant", [
+    {"model": {"name": "gcn", "hidden": 16}, "trainer": {"warm_start_classifier": True}},
+    {"encoder": MLP, "regularizers": [{**AGREEMENT, "use_graph": False}],
+     "trainer": {"aggregation": "project_concat", "warm_start_agreement": True,
+                 "batch_size": 8}},
+])
+def test_other_classifiers_and_variants_run(registry, variant):
+    config = {"dataset": {"name": "sbm0"}, "regularizers": [AGREEMENT], **variant,
+              "trainer": {**GAM, "max_iterations": 1, **variant.get("trainer", {})}}
+    metrics = _fit(registry, config, seeds=1)["metrics"]
+    assert metrics["test_accuracy"]["mean"] > 0.5
+    assert metrics["iterations"]["mean"] == 1
+
+
+def test_without_agreement_regularizer_is_a_config_error(registry):
+    config = {"dataset": {"name": "sbm0"}, "encoder": MLP, "trainer": GAM}
+    with pytest.raises(ConfigError, match="agreement regularizer"):
+        _fit(registry, config, seeds=1)
+
+
+def test_stops_when_nothing_is_confident_enough(registry):
+    config = {"dataset": {"name": "sbm0"}, "encoder": MLP, "regularizers": [AGREEMENT],
+              "trainer": {**GAM, "min_confidence": 1.01, "max_iterations": 5}}
+    metrics = _fit(registry, config, seeds=1)["metrics"]
+    assert metrics["iterations"]["mean"] == 1
+    assert metrics["labeled"]["mean"] == 15
+
+
+def test_threads_setting_is_restored(registry):
+    torch.set_num_threads(2)
+    config = {"dataset": {"name": "sbm0"}, "encoder": MLP, "regularizers": [AGREEMENT],
+              "trainer": {**GAM, "max_iterations": 0, "threads": 1}}
+    _fit(registry, config, seeds=1)
+    assert torch.get_num_threads() == 2
