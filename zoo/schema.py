@@ -91,9 +91,12 @@ def derive_params(factory: Any) -> tuple[tuple[str, ...], dict[str, Param]]:
         hints = typing.get_type_hints(target, include_extras=True)
     except Exception:  # unresolvable forward refs: fall back to raw annotations
         hints = {}
-    docs = parse_arg_docs(inspect.getdoc(factory))
-    if inspect.isclass(factory):
-        docs.update(parse_arg_docs(inspect.getdoc(factory.__init__)))
+    docs: dict[str, str] = {}
+    # A subclass inherits its bases' parameter docs and may document only what it changes.
+    for source in reversed(factory.__mro__[:-1]) if inspect.isclass(factory) else [factory]:
+        docs.update(parse_arg_docs(source.__doc__))
+        if inspect.isclass(source) and "__init__" in vars(source):
+            docs.update(parse_arg_docs(source.__init__.__doc__))
     inputs: list[str] = []
     params: dict[str, Param] = {}
     for i, (name, p) in enumerate(sig.parameters.items()):

@@ -1,4 +1,13 @@
-"""What every graph builder shares: the post-processing options and the checks.
+"""What every graph builder shares: the edge convention, the post-processing options
+and the checks.
+
+**Edge convention.** An edge ``u -> v`` says "``v`` is a neighbour of sample ``u``",
+as a row ``src dst weight`` of an NSL graph TSV lists ``dst`` as a neighbour of
+``src`` (``read_tsv_graph``, ``pack_nbrs``). The ``distance`` and ``message_passing``
+regularizers and mini-batch neighbour packing (``pack_neighbors``) read graphs this
+way, so a node's neighbours are its *out*-edges and every ``max_neighbors`` in the zoo
+caps out-edges per source node. (This is the reverse of DGL's message-passing view,
+where a node aggregates over its in-edges; for an undirected graph the two agree.)
 
 A builder produces a weighted edge list ``(src, dst, weight)`` over the dataset's
 nodes and hands it to :func:`finalize_graph`, which applies the options every builder
@@ -10,14 +19,16 @@ takes, in this order:
    their weights merge by ``combine`` (``max``: the larger one, as NSL's
    ``add_undirected_edges``; ``sum``: both added, so an already symmetric graph gets
    doubled weights);
-3. ``max_neighbors``: each node keeps its ``max_neighbors`` heaviest *incoming* edges
-   (DGL's convention: a node aggregates messages from its in-edges, as
-   ``dgl.sampling.select_topk`` with ``edge_dir='in'``); equal weights are broken by
-   the smaller neighbour id, so the result never depends on edge order. This cap
-   comes after symmetrizing so that it is a hard bound, which can make an undirected
-   graph directed again;
+3. ``max_neighbors``: each node keeps its ``max_neighbors`` heaviest *outgoing* edges
+   (its top-k neighbours by weight, exactly the edges the regularizers' and the
+   trainer's own ``max_neighbors`` would keep); equal weights are broken by the
+   smaller neighbour id, so the result never depends on edge order. This cap comes
+   after symmetrizing so that it is a hard bound on every node's neighbour count,
+   which can make an undirected graph directed again (a hub keeps k of its many
+   neighbours, while each of them still lists the hub);
 4. ``self_loops``: ``true`` gives every node one self-loop of weight 1, ``false``
-   removes them all, ``null`` keeps the ones the source had.
+   removes them all, ``null`` keeps the ones the source had. Self-loops are not
+   counted by ``max_neighbors``.
 
 Then the graph is checked: it must have at least one edge between distinct nodes
 (nodes without neighbours are fine) and every weight must be finite and >= 0.
@@ -34,6 +45,7 @@ import numpy as np
 import torch
 
 from zoo.errors import ConfigError, DataError
+from zoo_plugins.trainers.neighbors import top_neighbor_edges
 
 Combine = Literal["max", "sum"]
 Factory = TypeVar("Factory", bound=Callable)
@@ -41,9 +53,9 @@ Factory = TypeVar("Factory", bound=Callable)
 # Appended to each builder's docstring by :func:`with_common_args`, so ``zoo show``
 # documents the shared options without every builder repeating them.
 COMMON_ARGS_DOC = """\
-    max_neighbors: keep only each node's heaviest incoming edges, at most this many
-        (ties go to the smaller neighbour id; null: no cap). Applied after
-        ``undirected``, so it is a hard bound.
+    max_neighbors: keep only each node's heaviest out-edges (edge u->v: v is a
+        neighbour of u), at most this many (ties go to the smaller neighbour id; null:
+        no cap). Applied after ``undirected``, so it is a hard bound.
     undirected: add the reverse of every edge, merging the weights of the two
         directions by ``combine``.
     combine: how the weights of u->v and v->u merge when symmetrizing: 'max' (as
@@ -85,19 +97,6 @@ def merge_duplicates(src: np.ndarray, dst: np.ndarray, weight: np.ndarray, num_n
     return uniq // num_nodes, uniq % num_nodes, merged.astype(np.float32)
 
 
-def top_k_incoming(src: np.ndarray, dst: np.ndarray, weight: np.ndarray, k: int,
-                   ) -> np.ndarray:
-    """Indices of the edges that are among the ``k`` heaviest incoming edges of their
-    destination (ties: smaller source id first), in ``(dst, rank)`` order."""
-    order = np.lexsort((src, -weight.astype(np.float64), dst))
-    sorted_dst = dst[order]
-    # Rank of each edge inside its destination's group: position minus group start.
-    starts = np.flatnonzero(np.r_[True, sorted_dst[1:] != sorted_dst[:-1]])
-    group_start = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-    rank = np.arange(len(order)) - group_start
-    return order[rank < k]
-
-
 def finalize_graph(src: np.ndarray | torch.Tensor, dst: np.ndarray | torch.Tensor,
                    weight: np.ndarray | torch.Tensor, num_nodes: int, *, source: str,
                    max_neighbors: int | None = None, undirected: bool = False,
@@ -124,7 +123,11 @@ def finalize_graph(src: np.ndarray | torch.Tensor, dst: np.ndarray | torch.Tenso
         src, dst, weight = merge_duplicates(np.r_[src, dst], np.r_[dst, src],
                                             np.r_[weight, weight], num_nodes, combine)
     if max_neighbors is not None:
-        keep = np.sort(top_k_incoming(src, dst, weight, max_neighbors))
+        # The same ranking as the regularizers and pack_neighbors, so a cap set here
+        # and one set there keep the same edges.
+        keep = top_neighbor_edges(torch.from_numpy(src), torch.from_numpy(dst),
+                                  torch.from_numpy(weight), num_nodes, max_neighbors)
+        keep = np.sort(keep.numpy())
         src, dst, weight = src[keep], dst[keep], weight[keep]
     if len(src) == 0:
         raise ConfigError(f"{source}: the graph has no edges between distinct nodes; "

@@ -7,7 +7,11 @@ linked when their cosine similarity is *at least* ``threshold`` (default 0.8, NS
 ``similarity_threshold``; up to float32 rounding, see ``THRESHOLD_TOLERANCE``), the
 edge weight is that similarity, and both directions are written (here:
 ``undirected: true``). On top of NSL, ``k`` keeps only each node's ``k`` most
-similar neighbours (edges neighbour -> node, as ``dgl.knn_graph``).
+similar neighbours, as edges node -> neighbour (the zoo's convention, see
+``common.py``: a node's neighbours are its out-edges, as in NSL's graph TSV), so with
+``undirected: false`` every node has exactly ``k`` out-edges (fewer if too few nodes
+pass the threshold). The two search functions below return ``(neighbours, nodes,
+similarities)`` instead, the direction of ``dgl.knn_graph``; the builder reverses it.
 
 Edges with similarity <= 0 are always dropped, whatever the threshold: a weight must
 be positive to mean "similar", and zero-weight edges would only pad degrees.
@@ -26,8 +30,8 @@ import torch
 import zoo
 from zoo.data import GraphData
 from zoo.errors import ConfigError, DataError
-from zoo_plugins.graph_builders.common import Combine, finalize_graph, top_k_incoming, \
-    with_common_args
+from zoo_plugins.graph_builders.common import Combine, finalize_graph, with_common_args
+from zoo_plugins.trainers.neighbors import top_neighbor_edges
 
 Method = Literal["auto", "exact", "approximate"]
 Embeddings = Literal["features", "file"]
@@ -87,8 +91,9 @@ def exact_knn(x: torch.Tensor | sp.csr_matrix, k: int | None, threshold: float |
               block_entries: int = BLOCK_ENTRIES, queries: torch.Tensor | None = None,
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Exact cosine neighbours of L2-normalized rows ``x`` (dense tensor or CSR matrix):
-    edges ``(src = neighbour, dst = node, weight = similarity)``, each node's ``k`` most
-    similar (all if ``k`` is null) among those with similarity >= ``threshold`` and > 0.
+    ``(neighbours, nodes, similarities)`` (the direction of ``dgl.knn_graph``), each
+    node's ``k`` most similar (all if ``k`` is null; ties to the smaller neighbour id)
+    among those with similarity >= ``threshold`` and > 0.
     ``queries`` limits the nodes whose neighbours are found (default: all).
 
     Similarities are computed a block of rows at a time (one matrix product each) so
@@ -144,9 +149,11 @@ def approximate_knn(x: torch.Tensor, k: int, threshold: float | None,
     keep = (src != dst) & (weight > 0)
     if threshold is not None:
         keep &= weight >= threshold - THRESHOLD_TOLERANCE
-    src, dst, weight = src[keep].numpy(), dst[keep].numpy(), weight[keep].numpy()
-    top = top_k_incoming(src, dst, weight, k)
-    return torch.from_numpy(src[top]), torch.from_numpy(dst[top]), torch.from_numpy(weight[top])
+    src, dst, weight = src[keep], dst[keep], weight[keep]
+    # Each node (dst here, as dgl.knn_graph) keeps its k most similar: rank the edges
+    # per destination, ties to the smaller neighbour id, as exact_knn does.
+    top = top_neighbor_edges(dst, src, weight, n, k)
+    return src[top], dst[top], weight[top]
 
 
 def load_embeddings(path: str, num_nodes: int) -> torch.Tensor:
@@ -184,8 +191,8 @@ def knn_graph(data: GraphData, *, k: int | None = None, threshold: float | None 
     always dropped.
 
     Args:
-        k: neighbours per node (edges neighbour -> node); null: every pair above the
-            threshold (needs ``method`` exact).
+        k: neighbours per node (its out-edges node -> neighbour); null: every pair
+            above the threshold (needs ``method`` exact).
         threshold: minimum cosine similarity of an edge (NSL's default 0.8); null: no
             threshold (then ``k`` is required). Similarities <= 0 never make an edge.
         embeddings: 'features' (the dataset's node features, sparse or dense) or 'file'
@@ -228,12 +235,13 @@ def knn_graph(data: GraphData, *, k: int | None = None, threshold: float | None 
 
     with torch.no_grad():
         if method == "exact":
-            src, dst, weight = exact_knn(x, k, threshold)
+            neighbors, nodes, weight = exact_knn(x, k, threshold)
         else:
             dense = torch.from_numpy(x.toarray()) if sp.issparse(x) else x
-            src, dst, weight = approximate_knn(dense, k, threshold,  # type: ignore[arg-type]
-                                               candidates, seed)
-    return finalize_graph(src, dst, weight, n, source="graph builder 'knn'",
+            neighbors, nodes, weight = approximate_knn(  # type: ignore[arg-type]
+                dense, k, threshold, candidates, seed)
+    # node -> neighbour: the zoo's edge convention (see common.py).
+    return finalize_graph(nodes, neighbors, weight, n, source="graph builder 'knn'",
                           max_neighbors=max_neighbors, undirected=undirected, combine=combine,
                           self_loops=self_loops,
                           empty_hint="no pair of nodes is similar enough; lower "

@@ -53,20 +53,8 @@ class MessagePassingRegularizer(GraphDistance):
     Each edge ``u -> v`` sends ``w_e * d(out[u], out[v])``; node ``u`` reads out the sum
     over its edges divided by its weighted degree, and the term averages the node
     readouts weighted by weighted degree — numerically the ``distance`` regularizer.
-    Nodes without neighbours read out 0; no edges give 0.
-
-    Args:
-        multiplier: weight of this term in the loss (NSL's default is 0.01).
-        distance: 'l1', 'l2' (squared), 'cosine', 'kl_divergence' (KL(sample ||
-            neighbour)) or 'jensen_shannon'; the last two need transform 'softmax'.
-        transform: applied to both sides' outputs before the distance: 'none' or
-            'softmax'.
-        target: which output is regularized: 'logits' (NSL) or 'embedding' (the last
-            hidden layer, as in Graph-RISE).
-        max_neighbors: use only each node's top-k out-edges by weight (ties: the smaller
-            neighbour id); null uses every edge.
-        stop_gradient_neighbors: treat the neighbours' outputs as fixed targets (no
-            gradient through them); NSL does not, so the default is false.
+    Nodes without neighbours read out 0; no edges give 0. Its parameters are those of
+    ``distance``.
     """
 
     name = "message_passing"

@@ -130,6 +130,7 @@ class GAM:
         self.agreement_val_ratio = agreement_val_ratio
         self.threads = threads
         self.timings: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+        self.self_label_accuracy = float("nan")
 
     # -- the parts of one iteration -----------------------------------------------------
     def build_agreement_model(self, ctx: TrainContext) -> AgreementModel:
@@ -214,6 +215,9 @@ class GAM:
         labels[nodes] = new_labels
         labeled[nodes] = True
         self.timings["self_label"] += time.perf_counter() - start
+        # For the record only (as the reference logs it): how many self-labels are right.
+        self.self_label_accuracy = (float((new_labels == data.labels[nodes]).float().mean())
+                                    if nodes.numel() else float("nan"))
         return int(nodes.numel())
 
     # -- co-training ------------------------------------------------------------------
@@ -273,12 +277,12 @@ class GAM:
             if best is None or metrics["val_accuracy"] > best["val_accuracy"]:
                 best = {**metrics, "iteration": float(iteration)}
             num_labeled = int(labeled.sum())
-            added = 0
+            added, self.self_label_accuracy = 0, float("nan")
             if 0 < iteration < self.max_iterations:
                 added = self.self_label(ctx, model, labels, labeled, quotas)
             ctx.engine.log({
                 "phase": "gam", "iteration": iteration, "labeled": num_labeled,
-                "self_labeled": added,
+                "self_labeled": added, "self_label_accuracy": self.self_label_accuracy,
                 "agreement_accuracy": agr_acc if agr_acc is not None else float("nan"),
                 "val_accuracy": metrics["val_accuracy"],
                 "test_accuracy": metrics["test_accuracy"],

@@ -7,7 +7,9 @@ import dgl
 import numpy as np
 import pytest
 import torch
-from zoo_plugins.graph_builders.common import finalize_graph, top_k_incoming
+from zoo_plugins.graph_builders.common import finalize_graph
+from zoo_plugins.regularizers.distances import neighbor_edges
+from zoo_plugins.trainers.neighbors import pack_neighbors
 from zoo_plugins.graph_builders.dataset import dataset_graph
 
 from zoo.data import GraphData
@@ -69,33 +71,56 @@ def test_self_loops_added_removed_or_kept():
     assert edge_dict(dataset_graph(data, undirected=True, combine="sum"))[(2, 2)] == 4.0
 
 
-def test_max_neighbors_keeps_heaviest_incoming_edges_ties_to_smaller_id():
-    # Node 0 receives from 4 (0.75) and from 3, 1, 2 (all 0.5): with 2 places the tie
-    # goes to node 1, whatever order the edges come in.
-    edges = [(3, 0), (1, 0), (4, 0), (2, 0), (0, 1)]
-    weights = [0.5, 0.5, 0.75, 0.5, 0.125]
-    expected = {(4, 0): 0.75, (1, 0): 0.5, (0, 1): 0.125}
+def test_max_neighbors_keeps_heaviest_outgoing_edges_ties_to_smaller_id():
+    # Node 0 lists 4 (0.75) and 3, 1, 2 (all 0.5) as neighbours: with 2 places the tie
+    # goes to node 1, whatever order the edges come in. Node 1's one edge is untouched,
+    # and so are the edges *into* 0 from elsewhere: only out-edges are capped.
+    edges = [(0, 3), (0, 1), (0, 4), (0, 2), (1, 0), (2, 0), (3, 0)]
+    weights = [0.5, 0.5, 0.75, 0.5, 0.125, 1.0, 1.0]
+    expected = {(0, 4): 0.75, (0, 1): 0.5, (1, 0): 0.125, (2, 0): 1.0, (3, 0): 1.0}
     rng = np.random.default_rng(0)
     for _ in range(5):
         order = rng.permutation(len(edges))
         data = make_data(5, [edges[i] for i in order], [weights[i] for i in order])
-        assert edge_dict(dataset_graph(data, max_neighbors=2)) == expected
+        graph = dataset_graph(data, max_neighbors=2)
+        assert edge_dict(graph) == expected
+        assert int(graph.out_degrees().max()) == 2
+        assert int(graph.in_degrees()[0]) == 3  # in-edges are not capped
 
 
 def test_max_neighbors_is_a_hard_bound_after_symmetrizing():
-    # A star: every leaf points at the hub; symmetrized, the hub has 4 neighbours.
+    # A star: every leaf points at the hub; symmetrized, the hub has 4 neighbours and
+    # keeps its 2 heaviest, while every leaf still lists the hub.
     data = make_data(5, [(1, 0), (2, 0), (3, 0), (4, 0)], [0.125, 0.5, 0.375, 0.25])
     graph = dataset_graph(data, undirected=True, max_neighbors=2)
-    assert int(graph.in_degrees().max()) == 2
-    assert {s for (s, d) in edge_dict(graph) if d == 0} == {2, 3}
+    assert int(graph.out_degrees().max()) == 2
+    assert {d for (s, d) in edge_dict(graph) if s == 0} == {2, 3}
+    assert {s for (s, d) in edge_dict(graph) if d == 0} == {1, 2, 3, 4}
 
 
-def test_top_k_incoming_ranks_within_each_destination():
-    src = np.array([5, 6, 7, 1, 2])
-    dst = np.array([0, 0, 0, 1, 1])
-    weight = np.array([1.0, 3.0, 2.0, 1.0, 1.0], dtype=np.float32)
-    kept = top_k_incoming(src, dst, weight, 1)
-    assert sorted(zip(src[kept].tolist(), dst[kept].tolist())) == [(1, 1), (6, 0)]
+def test_self_loops_do_not_count_towards_max_neighbors():
+    data = make_data(3, [(0, 1), (0, 2)], [0.5, 0.25])
+    graph = dataset_graph(data, max_neighbors=1, self_loops=True)
+    assert edge_dict(graph) == {(0, 1): 0.5, (0, 0): 1.0, (1, 1): 1.0, (2, 2): 1.0}
+
+
+def test_builder_cap_keeps_the_edges_the_regularizers_and_packing_keep():
+    # One convention across the zoo: capping in the builder, in the regularizer or in
+    # mini-batch packing selects the same (sample, neighbour) edges, ties included.
+    rng = np.random.default_rng(1)
+    n = 30
+    src, dst = rng.integers(0, n, 200), rng.integers(0, n, 200)
+    off = src != dst
+    weight = rng.choice([0.25, 0.5, 1.0], 200)[off]  # coarse weights: many ties
+    data = make_data(n, list(zip(src[off].tolist(), dst[off].tolist())), weight.tolist())
+    full = dataset_graph(data)
+    for k in (1, 2, 4):
+        built = set(edge_dict(dataset_graph(data, max_neighbors=k)))
+        samples, neighbours, _ = neighbor_edges(full, k)
+        assert built == set(zip(samples.tolist(), neighbours.tolist()))
+        packed, node_ids = pack_neighbors(full, torch.arange(n), k)
+        p_src, p_dst = packed.edges()
+        assert built == set(zip(node_ids[p_src].tolist(), node_ids[p_dst].tolist()))
 
 
 def test_empty_graph_is_an_error_but_isolated_nodes_are_fine():

@@ -63,12 +63,16 @@ def test_non_positive_similarities_never_become_edges():
 def test_top_k_breaks_ties_by_smaller_node_id():
     # Nodes 1..4 are identical, so node 0 sees four neighbours at the same similarity.
     x = np.array([[1.0, 0.0]] + [[1.0, 1.0]] * 4)
+    # Edges run node -> neighbour (the zoo's convention): a node's k neighbours are its
+    # out-edges.
     graph = knn_graph(make_data(x), k=2, threshold=None, undirected=False)
-    into_0 = sorted(s for (s, d) in edge_dict(graph) if d == 0)
-    assert into_0 == [1, 2]
-    into_3 = sorted(s for (s, d) in edge_dict(graph) if d == 3)
-    assert into_3 == [1, 2]  # 1, 2, 4 tie at cosine 1; node 3 is never its own neighbour
-    assert int(graph.in_degrees().max()) == 2
+    of_0 = sorted(d for (s, d) in edge_dict(graph) if s == 0)
+    assert of_0 == [1, 2]
+    of_3 = sorted(d for (s, d) in edge_dict(graph) if s == 3)
+    assert of_3 == [1, 2]  # 1, 2, 4 tie at cosine 1; node 3 is never its own neighbour
+    assert (graph.out_degrees() == 2).all()
+    # Node 0 is nobody's top 2 (nodes 1..4 prefer each other at cosine 1).
+    assert int(graph.in_degrees()[0]) == 0
 
 
 def test_exact_knn_is_blocked_without_changing_the_result():
@@ -93,7 +97,7 @@ def test_sparse_and_dense_features_give_the_same_graph():
     a = knn_graph(make_data(dense), k=3, threshold=None)
     b = knn_graph(make_data(sparse), k=3, threshold=None)
     assert edge_dict(a) == pytest.approx(edge_dict(b), abs=1e-6)
-    assert int(a.in_degrees()[0]) == 0
+    assert int(a.out_degrees()[0]) == 0 and int(a.in_degrees()[0]) == 0
 
 
 def test_approximate_path_finds_most_true_neighbours():
@@ -108,7 +112,8 @@ def test_approximate_path_finds_most_true_neighbours():
     assert len(set(found) & true) / len(true) > 0.9
     again = knn_graph(data, k=5, threshold=None, method="approximate", undirected=False)
     assert edge_dict(again) == found  # seeded: the same graph every time
-    assert int(approx.in_degrees().max()) <= 5
+    assert int(approx.out_degrees().max()) <= 5  # node -> neighbour, as the exact path
+    assert (approx.out_degrees() == 5).float().mean() > 0.95
     xn = x / np.linalg.norm(x, axis=1, keepdims=True)
     for (s, d), w in list(found.items())[:50]:
         assert w == pytest.approx(float(xn[s] @ xn[d]), abs=1e-5)
@@ -119,7 +124,7 @@ def test_auto_switches_to_approximate_above_exact_max_nodes():
     x = np.random.default_rng(3).standard_normal((50, 4))
     graph = knn_graph(make_data(x), k=3, threshold=None, exact_max_nodes=10,
                       undirected=False)
-    assert int(graph.in_degrees().max()) <= 3
+    assert int(graph.out_degrees().max()) <= 3
 
 
 def test_embeddings_from_a_npy_file(tmp_path):
@@ -162,18 +167,18 @@ def test_exact_knn_on_cora_matches_brute_force():
     src, dst = (t.numpy() for t in graph.edges())
     weight = graph.edata["weight"].numpy().astype(np.float64)
     assert graph.num_edges() == 10 * data.num_nodes
-    assert (graph.in_degrees().numpy() == 10).all()
-    np.testing.assert_allclose(weight, sims[dst, src], atol=1e-6)
+    assert (graph.out_degrees().numpy() == 10).all()  # edges node -> neighbour
+    np.testing.assert_allclose(weight, sims[src, dst], atol=1e-6)
     # Each node's neighbours are its 10 most similar: nothing left out is more similar
     # than the 10th (the reference's 10th similarity), up to float32 rounding. Which of
     # several equally similar nodes fills the last places (Cora's binary bag-of-words
     # tie often) may differ from float64 ties, so ties are compared by value only.
     kth = np.take_along_axis(sims, order[:, 9:10], axis=1)[:, 0]
     mine_kth = np.full(data.num_nodes, np.inf)
-    np.minimum.at(mine_kth, dst, weight)
+    np.minimum.at(mine_kth, src, weight)
     np.testing.assert_allclose(mine_kth, kth, atol=1e-6)
     found = np.zeros_like(reference)
-    found[dst, src] = True
+    found[src, dst] = True
     clearly_in = sims > kth[:, None] + 1e-6
     assert (found | ~clearly_in).all()
     # Where the 11th is clearly less similar than the 10th, the set is unique.
