@@ -171,7 +171,8 @@ def test_missing_mirror_file_and_bad_mirror_setting(
 
 
 def test_unpinned_file_is_checked_against_the_mirrors_sums(
-    tmp_path: Path, data_env: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, data_env: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     mirror = tmp_path / "sums_mirror"
     mirror.mkdir()

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import zoo
-from zoo.api import registry as default_registry
+from zoo.api import default_registry
 from zoo.data import GraphData, RegularizerInput
 from zoo.engine import Engine, TrainContext, seed_everything
 from zoo.errors import ConfigError
