@@ -159,6 +159,11 @@ def coerce(value: Any, tp: Any, path: str, check_section: Any = None) -> Any:
         raise ConfigError(f"{path}: {_show(value)} is not one of "
                           f"{', '.join(repr(c) for c in choices)}{hint}")
     if origin in (Union, types.UnionType):
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None and len(options) < len(typing.get_args(tp)):
+            return None
+        if len(options) == 1:  # `X | None` with a value: X's own, more precise, errors
+            return coerce(value, options[0], path, check_section)
         errors = []
         for arg in typing.get_args(tp):
             try:

@@ -20,7 +20,7 @@ be positive to mean "similar", and zero-weight edges would only pad degrees.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import dgl
 import numpy as np
@@ -28,13 +28,14 @@ import scipy.sparse as sp
 import torch
 
 import zoo
-from zoo.data import GraphData
+from zoo.data import GraphData, ModelOutput
 from zoo.errors import ConfigError, DataError
+from zoo.schema import Kind
 from zoo_plugins.graph_builders.common import Combine, finalize_graph, with_common_args
 from zoo_plugins.trainers.neighbors import top_neighbor_edges
 
 Method = Literal["auto", "exact", "approximate"]
-Embeddings = Literal["features", "file"]
+Embeddings = Literal["features", "file", "encoder"]
 
 MIN_NORM = 1e-6  # tf.math.l2_normalize's epsilon, as NSL uses
 # Float32 dot products of unit vectors carry rounding errors of about 1e-7, so a pair whose
@@ -177,8 +178,22 @@ def load_embeddings(path: str, num_nodes: int) -> torch.Tensor:
 
 
 @with_common_args
+def encode(data: GraphData, section: dict) -> torch.Tensor:
+    """Embeddings of every node from an encoder section, built through the registry."""
+    from zoo.api import default_registry
+
+    model = default_registry().build("encoder", section, data.num_features, None,
+                                     path="graph.encoder")
+    model.eval()
+    with torch.no_grad():
+        out = model(data.features)
+    out = out.embedding if isinstance(out, ModelOutput) else out
+    return out.detach().to(torch.float32)
+
+
 def knn_graph(data: GraphData, *, k: int | None = None, threshold: float | None = 0.8,
               embeddings: Embeddings = "features", embeddings_file: str | None = None,
+              encoder: Annotated[dict, Kind("encoder")] | None = None,
               method: Method = "auto", exact_max_nodes: int = 20000,
               candidates: int | None = None, seed: int = 0,
               max_neighbors: int | None = None, undirected: bool = True,
@@ -195,9 +210,13 @@ def knn_graph(data: GraphData, *, k: int | None = None, threshold: float | None 
             above the threshold (needs ``method`` exact).
         threshold: minimum cosine similarity of an edge (NSL's default 0.8); null: no
             threshold (then ``k`` is required). Similarities <= 0 never make an edge.
-        embeddings: 'features' (the dataset's node features, sparse or dense) or 'file'
-            (a .npy array with one row per node, named by ``embeddings_file``).
+        embeddings: 'features' (the dataset's node features, sparse or dense), 'file'
+            (a .npy array with one row per node, named by ``embeddings_file``) or
+            'encoder' (the output of the ``encoder`` section run over the features,
+            e.g. a plugin encoder that loads pretrained weights).
         embeddings_file: path of the .npy embeddings when ``embeddings`` is 'file'.
+        encoder: the encoder section (``{name: ..., ...}``) when ``embeddings`` is
+            'encoder'; it is built with no output size and run in eval mode.
         method: 'exact' (blocked matrix products), 'approximate' (NN-descent via
             dgl.knn_graph; needs ``k``) or 'auto' (exact up to ``exact_max_nodes`` nodes).
         exact_max_nodes: largest node count 'auto' still computes exactly.
@@ -225,10 +244,16 @@ def knn_graph(data: GraphData, *, k: int | None = None, threshold: float | None 
             raise ConfigError("graph.embeddings is 'file' but graph.embeddings_file is not "
                               "set; give the path of a .npy array with one row per node")
         x: torch.Tensor | sp.csr_matrix = load_embeddings(embeddings_file, n)
+    elif embeddings == "encoder":
+        if encoder is None:
+            raise ConfigError("graph.embeddings is 'encoder' but graph.encoder is not set; "
+                              "give an encoder section, e.g. {name: mlp, hidden: 64}")
+        x = encode(data, encoder)
     else:
-        if embeddings_file:
-            raise ConfigError("graph.embeddings_file is set but graph.embeddings is "
-                              "'features'; set embeddings: file to use the file")
+        if embeddings_file or encoder is not None:
+            raise ConfigError("graph.embeddings_file or graph.encoder is set but "
+                              "graph.embeddings is 'features'; set embeddings: file or "
+                              "embeddings: encoder to use it")
         x = data.features.detach().cpu()
         x = to_scipy_csr(x) if x.layout != torch.strided else x.to(torch.float32)
     x = l2_normalize(x)

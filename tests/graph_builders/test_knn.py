@@ -186,3 +186,27 @@ def test_exact_knn_on_cora_matches_brute_force():
     unique = eleventh < kth - 1e-6
     assert unique.mean() > 0.4
     assert (found[unique] == reference[unique]).all()
+
+
+def test_knn_from_encoder_embeddings():
+    """`embeddings: encoder` runs an encoder section over the features (eval mode)."""
+    import zoo
+    from zoo.data import GraphData
+
+    torch.manual_seed(0)
+    n = 40
+    features = torch.randn(n, 6)
+    src = torch.arange(n - 1)
+    data = GraphData(graph=dgl.graph((src, src + 1), num_nodes=n), features=features,
+                     labels=torch.zeros(n, dtype=torch.long),
+                     train_mask=torch.ones(n, dtype=torch.bool),
+                     val_mask=torch.zeros(n, dtype=torch.bool),
+                     test_mask=torch.zeros(n, dtype=torch.bool), num_classes=1, name="toy")
+    reg = zoo.default_registry()
+    section = {"name": "knn", "k": 3, "threshold": None, "embeddings": "encoder",
+               "encoder": {"name": "mlp", "hidden": 8, "layers": 1, "dropout": 0.5}}
+    graph = reg.build("graph_builder", section, data)
+    assert graph.num_nodes() == n and graph.num_edges() >= 3 * n
+    with pytest.raises(zoo.errors.ConfigError, match="graph.encoder.hiden: unknown key"):
+        reg.validate("graph_builder", {**section, "encoder": {"name": "mlp", "hiden": 3}},
+                     "graph")
