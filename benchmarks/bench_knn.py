@@ -1,12 +1,14 @@
-"""Benchmark the ``knn`` graph builder: approximate (NN-descent) against exact.
+"""Benchmark the ``knn`` graph builder: both approximate searches against exact.
 
-For ``--n`` random 64-d vectors (default 100,000) it times the builder's approximate
-path (``dgl.knn_graph`` NN-descent, then the k most similar of the candidates) and the
-exact path (blocked matrix products), and measures recall@k of the approximate graph
-against the exact one. Exact neighbours of all nodes would take minutes at this size,
-so by default they are computed for a random sample of ``--sample`` query nodes
-(exactly the work the full exact path does per node); the full exact time is that
-time scaled by n / sample, and recall is measured on the same sample. ``--full-exact``
+For ``--n`` random 64-d vectors (default 100,000) it times the builder's two
+approximate paths, a faiss HNSW index (``ann: faiss``, skipped if faiss is not
+installed) and DGL's NN-descent (``ann: nn_descent``), each followed by the k most
+similar of the candidates, and the exact path (blocked matrix products), and measures
+the recall@k of each approximate graph against the exact one. Exact neighbours of all
+nodes would take a minute at this size, so by default they are computed for a random
+sample of ``--sample`` query nodes (exactly the work the full exact path does per
+node); the full exact time is that time scaled by n / sample, and recall is measured
+on the same sample. ``--full-exact``
 times the whole exact graph instead.
 
 Uniform random vectors are the hardest case for neighbour-of-neighbour search (every
@@ -14,7 +16,7 @@ point is about equally far from every other), so the same measurement is repeate
 clustered vectors (a Gaussian mixture), closer to real embeddings. Finally it times
 the exact path on Cora's sparse features against a bare dense product + top-k.
 
-    python benchmarks/bench_knn.py            # about 1.5 minutes on 2 CPU cores
+    python benchmarks/bench_knn.py            # about 3 minutes on 2 CPU cores
     python benchmarks/bench_knn.py --n 20000  # quicker
 """
 
@@ -30,8 +32,12 @@ import torch
 os.environ.setdefault("DGLBACKEND", "pytorch")
 
 from zoo_plugins.graph_builders.knn import (  # noqa: E402
+    EF_CONSTRUCTION,
+    HNSW_M,
     approximate_knn,
     exact_knn,
+    faiss_available,
+    faiss_knn,
     l2_normalize,
     to_scipy_csr,
 )
@@ -57,15 +63,18 @@ def neighbour_sets(src: torch.Tensor, dst: torch.Tensor, queries: np.ndarray,
     return sets
 
 
+def recall_at_k(src: torch.Tensor, dst: torch.Tensor, true: dict[int, set[int]]) -> float:
+    """Share of the exact neighbours of the sampled queries that a graph also has."""
+    found = neighbour_sets(src, dst, np.fromiter(true, dtype=np.int64))
+    hits = sum(len(found[q] & true[q]) for q in true)
+    return hits / max(1, sum(len(t) for t in true.values()))
+
+
 def compare(name: str, x: torch.Tensor, k: int, sample: int, candidates: int | None,
-            full_exact: bool) -> None:
+            full_exact: bool, hnsw: dict) -> None:
     n = x.shape[0]
     rng = np.random.default_rng(1)
     queries = np.sort(rng.choice(n, size=min(sample, n), replace=False))
-
-    start = time.perf_counter()
-    a_src, a_dst, _ = approximate_knn(x, k, None, candidates=candidates)
-    approx_s = time.perf_counter() - start
 
     start = time.perf_counter()
     if full_exact:
@@ -76,22 +85,31 @@ def compare(name: str, x: torch.Tensor, k: int, sample: int, candidates: int | N
         e_src, e_dst, _ = exact_knn(x, k, None, queries=torch.from_numpy(queries))
         exact_s = (time.perf_counter() - start) * n / len(queries)
         how = f"{len(queries)} sampled queries, time scaled by n/sample"
+    true = neighbour_sets(e_src, e_dst, queries)
 
-    found, true = neighbour_sets(a_src, a_dst, queries), neighbour_sets(e_src, e_dst, queries)
-    hits = sum(len(found[q] & true[q]) for q in true)
-    recall = hits / max(1, sum(len(t) for t in true.values()))
-    print(f"{name}: n={n}, d={x.shape[1]}, k={k}, candidates={candidates or 2 * k}")
-    print(f"  approximate (nn-descent)  {approx_s:8.2f} s")
-    print(f"  exact (blocked)           {exact_s:8.2f} s   ({how})")
-    print(f"  speed-up approximate vs exact: {exact_s / approx_s:.2f}x")
-    print(f"  recall@{k} of approximate: {recall:.4f}   (on {len(queries)} sampled queries)")
+    searches = {"nn-descent": lambda: approximate_knn(x, k, None, candidates=candidates)}
+    if faiss_available():
+        searches["faiss hnsw"] = lambda: faiss_knn(x, k, None, **hnsw)
+    print(f"{name}: n={n}, d={x.shape[1]}, k={k}; nn-descent candidates="
+          f"{candidates or 2 * k}; hnsw M={hnsw['hnsw_m']}, efConstruction="
+          f"{hnsw['ef_construction']}, efSearch={hnsw['ef_search'] or 2 * (k + 1)}")
+    print(f"  exact (blocked)     {exact_s:8.2f} s   ({how})")
+    for search, run in searches.items():
+        start = time.perf_counter()
+        src, dst, _ = run()
+        seconds = time.perf_counter() - start
+        print(f"  {search:<18}  {seconds:8.2f} s   speed-up vs exact {exact_s / seconds:5.2f}x   "
+              f"recall@{k} {recall_at_k(src, dst, true):.4f}")
+    if not faiss_available():
+        print("  faiss hnsw: skipped (faiss is not installed: pip install zoo[faiss])")
 
 
 def bench_cora(k: int) -> None:
     try:
         import zoo
 
-        data = zoo.registry().build("dataset", {"name": "planetoid", "subset": "cora"})
+        data = zoo.default_registry().build("dataset", {"name": "planetoid",
+                                                         "subset": "cora"})
     except Exception as e:  # no offline copy: say so, the rest still ran
         print(f"cora: skipped ({e})")
         return
@@ -121,17 +139,22 @@ def main() -> None:
     p.add_argument("--sample", type=int, default=2000, help="query nodes for exact recall")
     p.add_argument("--candidates", type=int, default=None,
                    help="NN-descent candidates per node (default 2k, as the builder)")
+    p.add_argument("--hnsw-m", type=int, default=HNSW_M, help="faiss HNSW M")
+    p.add_argument("--ef-construction", type=int, default=EF_CONSTRUCTION)
+    p.add_argument("--ef-search", type=int, default=None, help="default 2(k+1)")
     p.add_argument("--full-exact", action="store_true",
                    help="time the exact graph of all nodes instead of a sample")
     p.add_argument("--no-clustered", action="store_true", help="skip the clustered data")
     args = p.parse_args()
-    print(f"torch threads: {torch.get_num_threads()}")
+    hnsw = {"hnsw_m": args.hnsw_m, "ef_construction": args.ef_construction,
+            "ef_search": args.ef_search}
+    print(f"torch threads: {torch.get_num_threads()} (faiss uses as many)")
     compare("uniform random vectors", random_vectors(args.n, args.dim, False), args.k,
-            args.sample, args.candidates, args.full_exact)
+            args.sample, args.candidates, args.full_exact, hnsw)
     if not args.no_clustered:
         compare("clustered vectors (100-component mixture)",
                 random_vectors(args.n, args.dim, True), args.k, args.sample,
-                args.candidates, args.full_exact)
+                args.candidates, args.full_exact, hnsw)
     bench_cora(args.k)
 
 

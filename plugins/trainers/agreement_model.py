@@ -84,6 +84,24 @@ class AgreementModel(nn.Module):
         return self.score(h[where[:src.numel()]], h[where[src.numel():]])
 
 
+def propagate_features(graph: Any, features: torch.Tensor, steps: int) -> torch.Tensor:
+    """``S^steps X`` with S the symmetric-normalized adjacency with self-loops (as SGC,
+    Wu et al. 2019): features averaged over ``steps``-hop neighbourhoods, dense."""
+    import dgl
+
+    x = features.to_dense() if features.is_sparse else features
+    if steps <= 0:
+        return x
+    g = dgl.add_self_loop(dgl.remove_self_loop(graph))
+    norm = g.in_degrees().float().clamp_min(1).pow(-0.5).unsqueeze(1)
+    for _ in range(steps):
+        with g.local_scope():
+            g.ndata["h"] = x * norm
+            g.update_all(dgl.function.copy_u("h", "m"), dgl.function.sum("m", "h"))
+            x = g.ndata["h"] * norm
+    return x
+
+
 # -- pair sampling -------------------------------------------------------------------
 def sample_pairs_by_agreement(nodes: torch.Tensor, labels: torch.Tensor, count: int,
                               agree: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,10 +142,9 @@ def sample_pairs_by_agreement(nodes: torch.Tensor, labels: torch.Tensor, count: 
 class AgreementPairs:
     """Training pools and the held-out validation pairs for the agreement model.
 
-    Training batches take half their pairs from ``pos`` and half from ``neg`` (rows are
-    ``(i, j)`` node pairs); ``val_*`` are the held-out pairs with their 0/1 targets.
-    With ``resample`` set, pools are drawn afresh per batch from these labeled nodes
-    (the GAM* variant without a graph) instead of from ``pos``/``neg``.
+    ``pos``/``neg`` are pools of agreeing and disagreeing ``(i, j)`` rows (from edges);
+    with ``resample`` set, balanced random pairs of these labeled nodes are also drawn
+    afresh for every batch. ``val_*`` are the held-out pairs with their 0/1 targets.
     """
 
     pos: torch.Tensor
@@ -138,27 +155,38 @@ class AgreementPairs:
     resample: tuple[torch.Tensor, torch.Tensor] | None = None  # (train nodes, labels)
 
     @property
-    def trainable(self) -> bool:
-        """Whether there is anything to learn from (both agreeing and disagreeing pairs)."""
-        if self.resample is not None:
-            nodes, labels = self.resample
-            return nodes.numel() > 1 and labels[nodes].unique().numel() > 1
+    def has_pools(self) -> bool:
         return self.pos.shape[0] > 0 and self.neg.shape[0] > 0
 
+    @property
+    def has_random(self) -> bool:
+        if self.resample is None:
+            return False
+        nodes, labels = self.resample
+        return nodes.numel() > 1 and labels[nodes].unique().numel() > 1
+
+    @property
+    def trainable(self) -> bool:
+        """Whether there is anything to learn from (both agreeing and disagreeing pairs)."""
+        return self.has_pools or self.has_random
+
     def batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """A balanced batch: (src, dst, target) with half agreeing, half disagreeing pairs."""
-        if self.resample is not None:
-            nodes, labels = self.resample
-            half = max(batch_size // 2, 1)
-            ps, pd = sample_pairs_by_agreement(nodes, labels, half, agree=True)
-            ns, nd = sample_pairs_by_agreement(nodes, labels, half, agree=False)
-        else:
-            half = max(min(batch_size // 2, self.pos.shape[0]), 1)
-            p = self.pos[torch.randint(self.pos.shape[0], (half,))]
-            q = self.neg[torch.randint(self.neg.shape[0], (half,))]
-            ps, pd, ns, nd = p[:, 0], p[:, 1], q[:, 0], q[:, 1]
-        target = torch.cat([torch.ones(ps.numel()), torch.zeros(ns.numel())])
-        return torch.cat([ps, ns]), torch.cat([pd, nd]), target
+        """A balanced batch (src, dst, target): half agreeing, half disagreeing pairs,
+        split evenly between the edge pools and random pairs when there are both."""
+        sources = [self.has_pools, self.has_random]
+        share = max(batch_size // max(sum(sources), 1), 2)
+        pos, neg = [], []
+        if self.has_pools:
+            half = min(share // 2, self.pos.shape[0])
+            pos.append(self.pos[torch.randint(self.pos.shape[0], (half,))])
+            neg.append(self.neg[torch.randint(self.neg.shape[0], (half,))])
+        if self.has_random:
+            nodes, labels = self.resample  # type: ignore[misc]
+            pos.append(torch.stack(sample_pairs_by_agreement(nodes, labels, share // 2, True), 1))
+            neg.append(torch.stack(sample_pairs_by_agreement(nodes, labels, share // 2, False), 1))
+        p, q = torch.cat(pos), torch.cat(neg)
+        target = torch.cat([torch.ones(p.shape[0]), torch.zeros(q.shape[0])])
+        return torch.cat([p[:, 0], q[:, 0]]), torch.cat([p[:, 1], q[:, 1]]), target
 
 
 def graph_agreement_pairs(src: torch.Tensor, dst: torch.Tensor, labels: torch.Tensor,
@@ -185,6 +213,19 @@ def graph_agreement_pairs(src: torch.Tensor, dst: torch.Tensor, labels: torch.Te
             neg = torch.cat([neg, torch.stack([i, j], dim=1)])
     val_target = (labels[val[:, 0]] == labels[val[:, 1]]).float()
     return AgreementPairs(pos, neg, val[:, 0], val[:, 1], val_target)
+
+
+def edge_and_random_agreement_pairs(src: torch.Tensor, dst: torch.Tensor,
+                                    labels: torch.Tensor, labeled: torch.Tensor,
+                                    val_ratio: float = 0.1,
+                                    max_val: int = 10_000) -> AgreementPairs:
+    """Labeled edges (validated on held-out edges, as :func:`graph_agreement_pairs`) plus,
+    in every batch, as many balanced random pairs of labeled nodes: early on there are
+    only a few dozen labeled-labeled edges, and random pairs teach label agreement
+    itself rather than "looks like a neighbour"."""
+    pairs = graph_agreement_pairs(src, dst, labels, labeled, val_ratio, max_val)
+    pairs.resample = (labeled.nonzero().squeeze(1), labels)
+    return pairs
 
 
 def random_agreement_pairs(labels: torch.Tensor, labeled: torch.Tensor,
@@ -235,9 +276,9 @@ def train_agreement_model(model: AgreementModel, features: torch.Tensor,
     One engine epoch is ``eval_every`` optimizer steps; ``steps`` and ``patience`` are
     counted in optimizer steps. Ties in held-out accuracy go to the lower held-out loss:
     early on the held-out set is a handful of pairs whose accuracy is often 1.0 from
-    the first evaluation, and accuracy alone would keep that untrained model. Without held-out pairs the accuracy on the latest
-    training batch stands in for the held-out one. ``timer["evaluation"]``
-    accumulates the seconds spent evaluating.
+    the first evaluation, and accuracy alone would keep that untrained model. Without
+    held-out pairs the accuracy on the latest training batch stands in for the held-out
+    one. ``timer["evaluation"]`` accumulates the seconds spent evaluating.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     has_val = pairs.val_target.numel() > 0

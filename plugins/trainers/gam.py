@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Annotated
+from typing import Annotated, Literal
 
 import torch
 
@@ -29,22 +29,25 @@ from zoo.schema import Kind
 from zoo_plugins.trainers.agreement_model import (
     Aggregation,
     AgreementModel,
+    edge_and_random_agreement_pairs,
     graph_agreement_pairs,
+    propagate_features,
     random_agreement_pairs,
     train_agreement_model,
 )
 from zoo_plugins.trainers.self_label import class_quotas, select_self_labels
 
 PHASES = ("classifier", "agreement", "self_label", "evaluation")
+AgreementSource = Literal["auto", "edges", "random", "edges_and_random"]
 
 
 class GAM:
     """Graph Agreement Models: co-train the classifier with an agreement model and self-labels.
 
-    Needs the ``agreement`` regularizer in the config's ``regularizers``; its
-    ``use_graph`` also decides whether g learns from labeled edges or random labeled
-    pairs (GAM*). Any classifier works (the config's ``encoder``/``model``). Training
-    steps and patience count optimizer steps; the engine's epoch is ``eval_every`` steps.
+    Needs the ``agreement`` regularizer in the config's ``regularizers`` (its
+    ``use_graph: false`` gives the paper's GAM*). Any classifier works (the config's
+    ``encoder``/``model``). Steps and patience count optimizer steps; one engine epoch
+    is ``eval_every`` steps, followed by an evaluation.
 
     Args:
         lr: Adam learning rate of the classifier.
@@ -78,6 +81,14 @@ class GAM:
         agreement_eval_every: agreement steps between two evaluations.
         agreement_val_ratio: share of the labeled pairs (or nodes, without the graph)
             held out to measure the agreement model's accuracy.
+        agreement_pairs: what the agreement model learns from: 'edges' (labeled-labeled
+            edges, topped up with random disagreeing labeled pairs; the paper's GAM),
+            'random' (random labeled pairs; GAM*), 'edges_and_random' (both in every
+            batch), or 'auto' (edges, or random pairs when the agreement regularizer
+            has use_graph false).
+        agreement_propagation: average the features the agreement model sees over this
+            many hops of the graph first (symmetric-normalized adjacency with self-loops,
+            as SGC); 0 gives it the raw node features, as in the paper.
         threads: torch CPU threads while this trainer runs, restored afterwards (null:
             leave torch's setting). On a shared machine 1 is often many times faster:
             OpenMP threads wait at every operation for a peer the OS has descheduled.
@@ -97,6 +108,7 @@ class GAM:
                  agreement_weight_decay: float = 0.0, agreement_batch_size: int = 128,
                  agreement_steps: int = 2000, agreement_patience: int = 500,
                  agreement_eval_every: int = 10, agreement_val_ratio: float = 0.1,
+                 agreement_pairs: AgreementSource = "auto", agreement_propagation: int = 0,
                  threads: int | None = None) -> None:
         for name, value in (("steps", steps), ("eval_every", eval_every),
                             ("agreement_steps", agreement_steps),
@@ -104,9 +116,9 @@ class GAM:
                             ("agreement_batch_size", agreement_batch_size)):
             if value < 1:
                 raise ConfigError(f"trainer 'gam': {name} must be >= 1, got {value}")
-        if max_iterations < 0 or num_samples_to_label < 0:
-            raise ConfigError("trainer 'gam': max_iterations and num_samples_to_label must "
-                              "be >= 0")
+        if max_iterations < 0 or num_samples_to_label < 0 or agreement_propagation < 0:
+            raise ConfigError("trainer 'gam': max_iterations, num_samples_to_label and "
+                              "agreement_propagation must be >= 0")
         if threads is not None and threads < 1:
             raise ConfigError(f"trainer 'gam': threads must be >= 1 or null, got {threads}")
         if not 0.0 <= agreement_val_ratio < 1.0:
@@ -128,6 +140,9 @@ class GAM:
         self.agreement_steps, self.agreement_patience = agreement_steps, agreement_patience
         self.agreement_eval_every = agreement_eval_every
         self.agreement_val_ratio = agreement_val_ratio
+        self.agreement_propagation = agreement_propagation
+        self.agreement_pairs = agreement_pairs
+        self.agreement_features: torch.Tensor | None = None
         self.threads = threads
         self.timings: dict[str, float] = dict.fromkeys(PHASES, 0.0)
         self.self_label_accuracy = float("nan")
@@ -137,6 +152,13 @@ class GAM:
         """A fresh agreement model with the configured encoder."""
         encoder = ctx.build("encoder", self.agreement_encoder, ctx.data.num_features, None)
         return AgreementModel(encoder, **self.agreement_options)
+
+    def _agreement_features(self, ctx: TrainContext) -> torch.Tensor:
+        if self.agreement_features is None:
+            self.agreement_features = (
+                propagate_features(ctx.graph, ctx.data.features, self.agreement_propagation)
+                if self.agreement_propagation > 0 else ctx.data.features)
+        return self.agreement_features
 
     def train_classifier(self, ctx: TrainContext, model: torch.nn.Module,
                          regularizers: list[torch.nn.Module], labels: torch.Tensor,
@@ -183,15 +205,19 @@ class GAM:
         """Train the agreement model on the labeled pairs; its held-out accuracy, or None
         when the labeled set offers no agreeing and disagreeing pairs to learn from."""
         start, eval_before = time.perf_counter(), self.timings["evaluation"]
-        if use_graph:
-            src, dst = ctx.graph.edges()
-            pairs = graph_agreement_pairs(src, dst, labels, labeled, self.agreement_val_ratio)
-        else:
+        source = self.agreement_pairs
+        if source == "auto":
+            source = "edges" if use_graph else "random"
+        if source == "random":
             pairs = random_agreement_pairs(labels, labeled, self.agreement_val_ratio)
+        else:
+            src, dst = ctx.graph.edges()
+            make = graph_agreement_pairs if source == "edges" else edge_and_random_agreement_pairs
+            pairs = make(src, dst, labels, labeled, self.agreement_val_ratio)
         accuracy = None
         if pairs.trainable:
             accuracy = train_agreement_model(
-                model, ctx.data.features, pairs, ctx.engine, lr=self.agreement_lr,
+                model, self._agreement_features(ctx), pairs, ctx.engine, lr=self.agreement_lr,
                 weight_decay=self.agreement_weight_decay,
                 batch_size=self.agreement_batch_size, steps=self.agreement_steps,
                 patience=self.agreement_patience, eval_every=self.agreement_eval_every,
@@ -234,6 +260,7 @@ class GAM:
 
     def _cotrain(self, ctx: TrainContext) -> Metrics:
         self.timings = dict.fromkeys(PHASES, 0.0)
+        self.agreement_features = None
         data = ctx.data
         regularizers = ctx.build_regularizers()
         agreement_regs = [r for r in regularizers if hasattr(r, "set_agreement_model")]
@@ -267,7 +294,8 @@ class GAM:
                 if agr_acc is not None:
                     agreement_accuracy = agr_acc
                     for reg in agreement_regs:
-                        reg.set_agreement_model(agreement_model, data.features)
+                        reg.set_agreement_model(agreement_model,
+                                                self._agreement_features(ctx))
             if model is None or not self.warm_start_classifier:
                 model = ctx.build_model()
             metrics = self.train_classifier(ctx, model, regularizers, labels, labeled,

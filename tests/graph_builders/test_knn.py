@@ -1,16 +1,19 @@
 """The ``knn`` graph builder: NSL's threshold semantics, top-k with deterministic ties,
-the exact path against a brute-force reference, and the approximate path's recall."""
+the exact path against a brute-force reference, the approximate searches' recall (faiss
+HNSW and NN-descent) and the choice between them."""
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from pathlib import Path
 
 import dgl
 import numpy as np
 import pytest
 import torch
-from zoo_plugins.graph_builders.knn import exact_knn, knn_graph, l2_normalize
+from zoo_plugins.graph_builders.knn import exact_knn, faiss_available, knn_graph, l2_normalize
 
 import zoo
 from zoo.data import GraphData
@@ -19,6 +22,9 @@ from zoo.errors import ConfigError, DataError
 HAVE_CORA = (Path(os.environ.get("ZOO_DATA_MIRROR", "")) / "ind.cora.x").is_file()
 requires_cora = pytest.mark.skipif(not HAVE_CORA, reason="Cora is not available offline "
                                    "(no ZOO_DATA_MIRROR folder)")
+requires_faiss = pytest.mark.skipif(not faiss_available(), reason="faiss is not installed "
+                                    "(pip install zoo[faiss])")
+ANN = [pytest.param("faiss", marks=requires_faiss), "nn_descent"]
 
 
 def make_data(features: torch.Tensor | np.ndarray) -> GraphData:
@@ -100,17 +106,20 @@ def test_sparse_and_dense_features_give_the_same_graph():
     assert int(a.out_degrees()[0]) == 0 and int(a.in_degrees()[0]) == 0
 
 
-def test_approximate_path_finds_most_true_neighbours():
+@pytest.mark.parametrize("ann", ANN)
+def test_approximate_path_finds_most_true_neighbours(ann):
     # Clustered points, like real embeddings (uniform noise is NN-descent's worst case).
     rng = np.random.default_rng(2)
     centers = 3.0 * rng.standard_normal((12, 16))
     x = (centers[rng.integers(0, 12, 600)] + rng.standard_normal((600, 16))).astype(np.float32)
     data = make_data(x)
     exact = knn_graph(data, k=5, threshold=None, method="exact", undirected=False)
-    approx = knn_graph(data, k=5, threshold=None, method="approximate", undirected=False)
+    approx = knn_graph(data, k=5, threshold=None, method="approximate", ann=ann,
+                       undirected=False)
     true, found = set(edge_dict(exact)), edge_dict(approx)
     assert len(set(found) & true) / len(true) > 0.9
-    again = knn_graph(data, k=5, threshold=None, method="approximate", undirected=False)
+    again = knn_graph(data, k=5, threshold=None, method="approximate", ann=ann,
+                      undirected=False)
     assert edge_dict(again) == found  # seeded: the same graph every time
     assert int(approx.out_degrees().max()) <= 5  # node -> neighbour, as the exact path
     assert (approx.out_degrees() == 5).float().mean() > 0.95
@@ -118,6 +127,101 @@ def test_approximate_path_finds_most_true_neighbours():
     for (s, d), w in list(found.items())[:50]:
         assert w == pytest.approx(float(xn[s] @ xn[d]), abs=1e-5)
         assert s != d
+
+
+@requires_faiss
+def test_faiss_graph_matches_the_exact_one_on_uniform_random_vectors():
+    import faiss
+
+    # Uniform random directions: no cluster structure for the index to exploit.
+    x = np.random.default_rng(4).standard_normal((2000, 16)).astype(np.float32)
+    data = make_data(x)
+    exact = edge_dict(knn_graph(data, k=10, threshold=None, method="exact", undirected=False))
+    threads = faiss.omp_get_max_threads()
+    graph = knn_graph(data, k=10, threshold=None, method="approximate", ann="faiss",
+                      undirected=False)
+    assert faiss.omp_get_max_threads() == threads  # faiss's process-wide setting restored
+    found = edge_dict(graph)
+    assert len(set(found) & set(exact)) / len(exact) >= 0.95
+    assert (graph.out_degrees() == 10).all()  # node -> neighbour, k each, never itself
+    src, dst = graph.edges()
+    assert not (src == dst).any()
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    cosines = np.einsum("ij,ij->i", xn[src.numpy()], xn[dst.numpy()])
+    np.testing.assert_allclose(graph.edata["weight"].numpy(), cosines, atol=1e-5)
+    # The threshold filters what was found: exactly the found pairs at or above it.
+    kept = edge_dict(knn_graph(data, k=10, threshold=0.6, method="approximate", ann="faiss",
+                               undirected=False))
+    assert kept == {e: w for e, w in found.items() if w >= 0.6 - 1e-6}
+    assert kept  # uniform 16-d directions do have neighbours above 0.6
+
+
+@requires_faiss
+def test_faiss_graph_drops_negative_similarities_and_self_matches():
+    # Node 3 is opposite everyone; nodes 1 and 2 are duplicates (either may be found
+    # before the node itself, so the self-match is not always the first result).
+    x = np.array([[1.0, 0.0], [0.6, 0.8], [0.6, 0.8], [-1.0, 0.0]])
+    graph = knn_graph(make_data(x), k=3, threshold=None, method="approximate", ann="faiss",
+                      undirected=False)
+    assert edge_dict(graph) == pytest.approx(
+        {(0, 1): 0.6, (0, 2): 0.6, (1, 2): 1.0, (1, 0): 0.6, (2, 1): 1.0, (2, 0): 0.6},
+        abs=1e-6)
+
+
+@requires_faiss
+def test_faiss_graph_does_not_depend_on_the_thread_count():
+    import faiss
+
+    if tuple(int(p) for p in faiss.__version__.split(".")[:2]) < (1, 15):
+        pytest.skip("faiss before 1.15 builds HNSW reproducibly only on one thread")
+    x = np.random.default_rng(5).standard_normal((3000, 8)).astype(np.float32)
+    data = make_data(x)
+    threads = torch.get_num_threads()
+    graphs = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            graphs.append(edge_dict(knn_graph(data, k=5, threshold=None, method="approximate",
+                                              ann="faiss", undirected=False)))
+    finally:
+        torch.set_num_threads(threads)
+    assert graphs[0] == graphs[1]
+
+
+def test_ann_option_is_validated():
+    data = make_data(POINTS)
+    reg = zoo.default_registry()
+    with pytest.raises(ConfigError, match="graph.ann: .*'hnsw' is not one of"):
+        reg.validate("graph_builder", {"name": "knn", "k": 2, "ann": "hnsw"}, "graph")
+    reg.validate("graph_builder", {"name": "knn", "k": 2, "ann": "nn_descent",
+                                   "hnsw_m": 32, "ef_construction": 40, "ef_search": 16},
+                 "graph")
+    with pytest.raises(ConfigError, match="graph.ann must be"):
+        knn_graph(data, k=2, ann="hnsw")
+    with pytest.raises(ConfigError, match="graph.hnsw_m"):
+        knn_graph(data, k=2, hnsw_m=1)
+    with pytest.raises(ConfigError, match="graph.ef_search"):
+        knn_graph(data, k=2, ef_search=0)
+
+
+def test_auto_falls_back_to_nn_descent_without_faiss(monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` now fails
+    assert not faiss_available()
+    x = np.random.default_rng(6).standard_normal((200, 8))
+    data = make_data(x)
+    with caplog.at_level(logging.WARNING):
+        fallback = knn_graph(data, k=4, threshold=None, method="approximate", ann="auto")
+    warning, = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "NN-descent" in warning and "pip install zoo[faiss]" in warning
+    assert "\n" not in warning
+    nn_descent = knn_graph(data, k=4, threshold=None, method="approximate", ann="nn_descent")
+    assert edge_dict(fallback) == edge_dict(nn_descent)
+    with pytest.raises(ConfigError, match="faiss is not installed.*pip install zoo"):
+        knn_graph(data, k=4, method="approximate", ann="faiss")
+    # The exact path never needs faiss: no warning, no error.
+    caplog.clear()
+    knn_graph(data, k=4, threshold=None, ann="faiss")
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_auto_switches_to_approximate_above_exact_max_nodes():

@@ -150,6 +150,8 @@ def test_metrics_baseline_and_iteration_records(registry, tmp_path):
     {"encoder": MLP, "regularizers": [{**AGREEMENT, "use_graph": False}],
      "trainer": {"aggregation": "project_concat", "warm_start_agreement": True,
                  "batch_size": 8}},
+    {"encoder": MLP, "trainer": {"agreement_pairs": "edges_and_random",
+                                 "agreement_propagation": 2, "aggregation": "project_dist"}},
 ])
 def test_other_classifiers_and_variants_run(registry, variant):
     config = {"dataset": {"name": "sbm0"}, "regularizers": [AGREEMENT], **variant,

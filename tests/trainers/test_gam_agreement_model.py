@@ -11,7 +11,9 @@ from zoo_plugins.encoders.mlp import MLP
 from zoo_plugins.trainers.agreement_model import (
     AGGREGATIONS,
     AgreementModel,
+    edge_and_random_agreement_pairs,
     graph_agreement_pairs,
+    propagate_features,
     random_agreement_pairs,
     sample_pairs_by_agreement,
     train_agreement_model,
@@ -101,6 +103,31 @@ def test_random_pairs_hold_out_nodes():
     s, d, target = pairs.batch(64)
     assert torch.isin(s, train_nodes).all() and torch.isin(d, train_nodes).all()
     assert torch.equal(labels[s] == labels[d], target.bool())
+
+
+def test_edges_and_random_pairs_share_each_batch():
+    torch.manual_seed(0)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    labeled = torch.tensor([True, True, True, True, True, False])
+    src, dst = torch.tensor([0, 2, 0]), torch.tensor([1, 3, 2])  # two agree, one not
+    pairs = edge_and_random_agreement_pairs(src, dst, labels, labeled, val_ratio=0.0)
+    s, d, target = pairs.batch(16)
+    # Half the batch is for the edge pools, but they give at most their size (2 + 2).
+    assert target.tolist() == [1.0] * 6 + [0.0] * 6
+    assert torch.equal(labels[s] == labels[d], target.bool())
+    assert labeled[s].all() and labeled[d].all()
+    assert set(zip(s[:2].tolist(), d[:2].tolist())) <= {(0, 1), (2, 3)}  # edge positives
+
+
+def test_propagate_features_is_normalized_neighbourhood_averaging():
+    import dgl
+
+    # Path 0 - 1 - 2; with self-loops the degrees are 2, 3, 2.
+    graph = dgl.graph((torch.tensor([0, 1, 1, 2]), torch.tensor([1, 0, 2, 1])))
+    x = torch.tensor([[1.0], [0.0], [0.0]])
+    once = propagate_features(graph, x.to_sparse(), 1)
+    assert torch.allclose(once, torch.tensor([[0.5], [1 / 6 ** 0.5], [0.0]]))
+    assert torch.equal(propagate_features(graph, x, 0), x)
 
 
 def test_training_learns_agreement_of_separable_classes():

@@ -78,7 +78,7 @@ def test_trainer_never_self_labels_validation_or_test_nodes():
     train[:6] = True
     labels = torch.tensor([0, 1, 2, 0, 1, 2] + [0] * (n - 6))
     data = SimpleNamespace(features=torch.zeros(n, 1), val_mask=val, test_mask=test,
-                           train_mask=train)
+                           train_mask=train, labels=labels)
     ctx = SimpleNamespace(data=data, graph=None)
     trainer = GAM(num_samples_to_label=30, min_confidence=0.0)
     labeled = train.clone()
