@@ -8,15 +8,14 @@ the recall@k of each approximate graph against the exact one. Exact neighbours o
 nodes would take a minute at this size, so by default they are computed for a random
 sample of ``--sample`` query nodes (exactly the work the full exact path does per
 node); the full exact time is that time scaled by n / sample, and recall is measured
-on the same sample. ``--full-exact``
-times the whole exact graph instead.
+on the same sample. ``--full-exact`` times the whole exact graph instead.
 
 Uniform random vectors are the hardest case for neighbour-of-neighbour search (every
 point is about equally far from every other), so the same measurement is repeated on
 clustered vectors (a Gaussian mixture), closer to real embeddings. Finally it times
 the exact path on Cora's sparse features against a bare dense product + top-k.
 
-    python benchmarks/bench_knn.py            # about 3 minutes on 2 CPU cores
+    python benchmarks/bench_knn.py            # 1-2 minutes on 2 CPU cores
     python benchmarks/bench_knn.py --n 20000  # quicker
 """
 

@@ -18,7 +18,7 @@ be positive to mean "similar", and zero-weight edges would only pad degrees.
 
 Large inputs take an approximate search (``ann``): a faiss HNSW index when faiss is
 installed (``pip install zoo[faiss]``), else DGL's NN-descent. On 100,000 uniform random
-64-d vectors with k=10 HNSW finds about 92% of the true neighbours, NN-descent about
+64-d vectors with k=10 HNSW finds about 91% of the true neighbours, NN-descent about
 17% (``benchmarks/bench_knn.py``).
 """
 
@@ -56,9 +56,10 @@ THRESHOLD_TOLERANCE = 1e-6
 BLOCK_ENTRIES = 1 << 24
 # HNSW defaults, measured on 100,000 uniform random 64-d vectors, k=10, 2 threads (the
 # hardest case: no cluster structure to exploit): M=64, efConstruction=64 and an
-# efSearch of 2(k+1) find 92% of the true top-10 in about a third of the exact graph's
-# time. Recall there depends far more on the graph (M, efConstruction) than on efSearch:
-# efConstruction 80 gives 95% for ~40% more time; M=32 with efConstruction 64, 78%.
+# efSearch of 2(k+1) find 91% of the true top-10 (over HNSW seeds: 91-92%) 2.2x faster
+# than the exact graph. Recall there depends far more on the graph (M, efConstruction)
+# than on efSearch: efConstruction 80 gives 95% for ~40% more time; M=32 with
+# efConstruction 64 below 80%; IVF indexes needed more time than HNSW for any recall.
 HNSW_M = 64
 EF_CONSTRUCTION = 64
 
@@ -310,13 +311,13 @@ def knn_graph(data: GraphData, *, k: int | None = None, threshold: float | None 
             search; needs ``k``) or 'auto' (exact up to ``exact_max_nodes`` nodes).
         exact_max_nodes: largest node count 'auto' still computes exactly.
         ann: the approximate search: 'faiss' (an HNSW index, ``pip install
-            zoo[faiss]``; 92% of the true top-10 on 100k uniform random 64-d vectors),
+            zoo[faiss]``; 91% of the true top-10 on 100k uniform random 64-d vectors),
             'nn_descent' (DGL's NN-descent; 17% there) or 'auto' (faiss if installed,
             else NN-descent with a warning).
         hnsw_m: faiss HNSW links per node (M; 2M on the bottom layer); more raises
             recall, slower to build, more memory.
         ef_construction: faiss HNSW candidate list while building; the main
-            recall/time knob (64: 92% above, 80: 95% at ~1.4x the time).
+            recall/time knob (64: 91% above, 80: 95% at ~1.4x the time).
         ef_search: faiss HNSW candidate list while searching (null: 2(k+1)).
         candidates: neighbours NN-descent searches per node before the ``k`` most
             similar are kept (null: 2k); more finds more true neighbours, slower.
