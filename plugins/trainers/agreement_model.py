@@ -256,8 +256,7 @@ def agreement_metrics(model: AgreementModel, features: torch.Tensor,
     model.eval()
     if pairs.val_target.numel() == 0:
         return {"val_accuracy": 0.0, "val_loss": 0.0}
-    h = model.encode(features)
-    logits = model.score(h[pairs.val_src], h[pairs.val_dst])
+    logits = model(features, pairs.val_src, pairs.val_dst)
     return {
         "val_accuracy": float(((logits > 0).float() == pairs.val_target).float().mean()),
         "val_loss": float(F.binary_cross_entropy_with_logits(logits, pairs.val_target)),
