@@ -44,21 +44,26 @@ class AgreementRegularizer(nn.Module):
         reg_weight_lu: weight of labeled-unlabeled pairs.
         reg_weight_uu: weight of unlabeled-unlabeled pairs.
         num_pairs_reg: pairs sampled per type and step (with replacement); the loss is
-            the mean over all sampled pairs, as in the reference implementation.
+            the mean over all sampled pairs, as in the reference implementation. null:
+            every edge, every step (the expectation of the sampled loss; needs use_graph).
         use_graph: sample pairs from the graph's edges (GAM); false: random pairs (GAM*).
         penalize_neg_agr: use max(agreement - 0.5, 0) as the weight, so that only pairs
             believed to agree are pulled together (the reference's option).
     """
 
     def __init__(self, *, reg_weight_ll: float = 0.0, reg_weight_lu: float = 0.1,
-                 reg_weight_uu: float = 0.05, num_pairs_reg: int = 128, use_graph: bool = True,
+                 reg_weight_uu: float = 0.05, num_pairs_reg: int | None = 128,
+                 use_graph: bool = True,
                  penalize_neg_agr: bool = False) -> None:
         super().__init__()
         if min(reg_weight_ll, reg_weight_lu, reg_weight_uu) < 0:
             raise ConfigError("regularizer 'agreement': reg_weight_ll/lu/uu must be >= 0")
-        if num_pairs_reg < 1:
+        if num_pairs_reg is not None and num_pairs_reg < 1:
             raise ConfigError(f"regularizer 'agreement': num_pairs_reg must be >= 1, got "
                               f"{num_pairs_reg}")
+        if num_pairs_reg is None and not use_graph:
+            raise ConfigError("regularizer 'agreement': num_pairs_reg null (every edge) needs "
+                              "use_graph: true; give a number of random pairs instead")
         self.weights = (float(reg_weight_ll), float(reg_weight_lu), float(reg_weight_uu))
         self.num_pairs_reg = num_pairs_reg
         self.use_graph = use_graph
@@ -95,7 +100,8 @@ class AgreementRegularizer(nn.Module):
     def sample_pairs(self, graph: Any, labeled: torch.Tensor,
                      ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """``num_pairs_reg`` (left, right) row pairs of each type LL, LU, UU (empty when
-        there is none); in LU pairs the labeled node is on the left."""
+        there is none; every edge of the type when ``num_pairs_reg`` is None); in LU
+        pairs the labeled node is on the left."""
         n = self.num_pairs_reg
         if self.use_graph:
             src, dst = self._graph_edges(graph)
@@ -110,6 +116,8 @@ class AgreementRegularizer(nn.Module):
                 pools.append((left[idx], right[idx]))
             pools = [pools[0], (torch.cat([pools[1][0], pools[2][0]]),
                                 torch.cat([pools[1][1], pools[2][1]])), pools[3]]
+            if n is None:
+                return pools
             out = []
             for left, right in pools:
                 if left.numel() == 0:
@@ -118,6 +126,7 @@ class AgreementRegularizer(nn.Module):
                 pick = torch.randint(left.numel(), (n,))
                 out.append((left[pick], right[pick]))
             return out
+        assert n is not None  # checked in __init__: random pairs need a count
         lab = labeled.nonzero().squeeze(1)
         unl = (~labeled).nonzero().squeeze(1)
         out = []
@@ -154,12 +163,16 @@ class AgreementRegularizer(nn.Module):
                       self.agreement(ids[uu_l], ids[uu_r]) if uu_l.numel() else probs.new_zeros(0)]
         if self.penalize_neg_agr:
             agreements = [torch.relu(a - 0.5) for a in agreements]
-        total, count = logits.new_zeros(()), 0
+        # The mean over all sampled pairs, as in the reference: every pair type present
+        # gets the same number of pairs, so this is the average of per-type means (which
+        # is also what "all pairs" computes, whatever the number of edges of each type).
+        total, types = logits.new_zeros(()), 0
         for w, left, right, agree in zip(self.weights, lefts, rights, agreements):
-            count += agree.numel()
-            if w and agree.numel():
-                total = total + w * (agree * (left - right).pow(2).sum(-1)).sum()
-        return total / max(count, 1)
+            if agree.numel():
+                types += 1
+                if w:
+                    total = total + w * (agree * (left - right).pow(2).sum(-1)).mean()
+        return total / max(types, 1)
 
 
 @zoo.hookimpl

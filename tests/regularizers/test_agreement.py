@@ -156,3 +156,24 @@ def test_mean_counts_every_sampled_pair():
 def test_bad_config_is_a_config_error(kw):
     with pytest.raises(ConfigError):
         AgreementRegularizer(**kw)
+
+
+def test_all_pairs_is_the_expectation_of_sampling():
+    # Two LU edges (0->2, 1->3) and one UU edge (2->3): null averages every edge of a type.
+    graph = dgl.graph(([0, 1, 2], [2, 3, 3]), num_nodes=4)
+    inp = _input(graph, [0, 1, 0, 0], [True, True, False, False])
+    exact = _regularizer(num_pairs_reg=None, reg_weight_lu=1.0, reg_weight_uu=0.5)(inp)
+    p = torch.softmax(LOGITS, -1)
+    g = torch.sigmoid((FEATURES[[0, 1]] * FEATURES[[2, 3]]).sum(-1))
+    lu = (g[0] * _sq(torch.tensor([1.0, 0.0]), p[2])
+          + g[1] * _sq(torch.tensor([0.0, 1.0]), p[3])) / 2
+    uu = torch.sigmoid((FEATURES[2] * FEATURES[3]).sum()) * _sq(p[2], p[3])
+    assert torch.allclose(exact, (lu + 0.5 * uu) / 2, atol=1e-6)
+    torch.manual_seed(0)
+    sampled = _regularizer(num_pairs_reg=20000, reg_weight_lu=1.0, reg_weight_uu=0.5)(inp)
+    assert torch.allclose(sampled, exact, rtol=0.02)
+
+
+def test_all_pairs_needs_the_graph():
+    with pytest.raises(ConfigError, match="use_graph"):
+        AgreementRegularizer(num_pairs_reg=None, use_graph=False)
