@@ -36,8 +36,8 @@ class AgreementRegularizer(nn.Module):
     """Graph Agreement Models loss: agreement-weighted squared distance on LL/LU/UU pairs.
 
     Pairs come from the graph's edges (``use_graph: true``, GAM) or are random pairs of
-    nodes of each type (``use_graph: false``, the paper's GAM*); the ``gam`` trainer
-    then also trains its agreement model on random labeled pairs instead of edges.
+    nodes of each type (``use_graph: false``, the paper's GAM*; the ``gam`` trainer then
+    also trains its agreement model on random labeled pairs, unless told otherwise).
 
     Args:
         reg_weight_ll: weight of labeled-labeled pairs (agreement is exact: labels equal).
@@ -53,8 +53,7 @@ class AgreementRegularizer(nn.Module):
 
     def __init__(self, *, reg_weight_ll: float = 0.0, reg_weight_lu: float = 0.1,
                  reg_weight_uu: float = 0.05, num_pairs_reg: int | None = 128,
-                 use_graph: bool = True,
-                 penalize_neg_agr: bool = False) -> None:
+                 use_graph: bool = True, penalize_neg_agr: bool = False) -> None:
         super().__init__()
         if min(reg_weight_ll, reg_weight_lu, reg_weight_uu) < 0:
             raise ConfigError("regularizer 'agreement': reg_weight_ll/lu/uu must be >= 0")
@@ -75,8 +74,9 @@ class AgreementRegularizer(nn.Module):
     def set_agreement_model(self, model: Any, features: torch.Tensor | None = None) -> None:
         """Use ``model`` (an ``AgreementModel``; None: no agreement term) from now on.
 
-        ``features`` are the dataset's node features; the model embeds them once here
-        (in eval mode, without gradients) since it stays fixed while the classifier trains.
+        ``features`` are the node features the model reads (one row per dataset node);
+        it embeds them once here (eval mode, no gradients), since it stays fixed while
+        the classifier trains.
         """
         self.agreement_model = model
         self._embeddings = None
