@@ -8,6 +8,7 @@ the best-validation weights, metrics records and progress.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
@@ -47,6 +48,20 @@ def seed_everything(seed: int) -> None:
         dgl.seed(seed)
     except Exception:  # DGL's seed is a nicety; torch's is what matters for training
         pass
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Run the block with ``threads`` torch CPU threads (None: leave the setting), and
+    restore the previous number afterwards. On a shared machine one thread is often
+    several times faster: OpenMP threads wait at every operation for a descheduled peer."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

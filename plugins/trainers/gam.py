@@ -23,7 +23,13 @@ from typing import Annotated, Literal
 import torch
 
 import zoo
-from zoo.engine import Metrics, TrainContext, evaluate_full_graph, full_graph_step
+from zoo.engine import (
+    Metrics,
+    TrainContext,
+    evaluate_full_graph,
+    full_graph_step,
+    torch_threads,
+)
 from zoo.errors import ConfigError
 from zoo.schema import Kind
 from zoo_plugins.trainers.agreement_model import (
@@ -253,13 +259,8 @@ class GAM:
     def fit(self, ctx: TrainContext) -> Metrics:
         """Co-train on ``ctx``; the metrics of the best-validation iteration plus the
         baseline's, the agreement model's held-out accuracy and the labeled-set size."""
-        previous_threads = torch.get_num_threads()
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)
-        try:
+        with torch_threads(self.threads):
             return self._cotrain(ctx)
-        finally:
-            torch.set_num_threads(previous_threads)
 
     def _cotrain(self, ctx: TrainContext) -> Metrics:
         self.timings = dict.fromkeys(PHASES, 0.0)

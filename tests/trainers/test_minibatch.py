@@ -152,6 +152,28 @@ def test_baseline_changes_nothing_and_leaves_the_regularized_model(registry, bat
         with_baseline["metrics"]["val_accuracy"]["mean"])
 
 
+@pytest.mark.parametrize("batch_size", [None, 32])
+def test_threads_apply_while_training_and_are_restored(registry, batch_size):
+    SEEN.clear()
+    cfg = config(batch_size=batch_size, epochs=2, threads=1)
+    cfg["regularizers"] = [{"name": "spy"}]
+    seen_threads: list[int] = []
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        original = Spy.forward
+        Spy.forward = lambda self, inp: (seen_threads.append(torch.get_num_threads()),
+                                         original(self, inp))[1]
+        zoo.build(cfg, registry=registry).fit(seeds=1)
+        assert seen_threads and set(seen_threads) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        Spy.forward = original
+        torch.set_num_threads(previous)
+    with pytest.raises(ConfigError, match="threads"):
+        zoo.build(config(threads=0), registry=registry).fit(seeds=1)
+
+
 def test_regularizers_see_the_packed_batch(registry):
     SEEN.clear()
     cfg = config(batch_size=40, max_neighbors=3, epochs=1)
