@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import math
 import time
+import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 import torch
@@ -154,11 +156,12 @@ class AgreementPairs:
     val_target: torch.Tensor
     resample: tuple[torch.Tensor, torch.Tensor] | None = None  # (train nodes, labels)
 
-    @property
+    # Cached: every training batch asks both (the pairs never change once built).
+    @cached_property
     def has_pools(self) -> bool:
         return self.pos.shape[0] > 0 and self.neg.shape[0] > 0
 
-    @property
+    @cached_property
     def has_random(self) -> bool:
         if self.resample is None:
             return False
@@ -224,8 +227,7 @@ def edge_and_random_agreement_pairs(src: torch.Tensor, dst: torch.Tensor,
     only a few dozen labeled-labeled edges, and random pairs teach label agreement
     itself rather than "looks like a neighbour"."""
     pairs = graph_agreement_pairs(src, dst, labels, labeled, val_ratio, max_val)
-    pairs.resample = (labeled.nonzero().squeeze(1), labels)
-    return pairs
+    return dataclasses.replace(pairs, resample=(labeled.nonzero().squeeze(1), labels))
 
 
 def random_agreement_pairs(labels: torch.Tensor, labeled: torch.Tensor,
