@@ -9,9 +9,18 @@ under dropout) at a fraction of the cost.
 from __future__ import annotations
 
 import math
+from typing import Annotated, Literal
 
 import torch
 from torch import nn
+
+from zoo.schema import Ge, Lt
+
+# Config types the built-in models share (ranges are checked before anything is built).
+Activation = Literal["relu", "elu", "leaky_relu", "gelu", "tanh", "sigmoid", "identity"]
+Units = Annotated[int, Ge(1)]
+Count = Annotated[int, Ge(1)]
+DropoutRate = Annotated[float, Ge(0), Lt(1)]
 
 
 def sparse_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:

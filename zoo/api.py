@@ -4,26 +4,28 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import time
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from zoo.config import LoadedConfig, load_config, validate_config
-from zoo.data import GraphData
-from zoo.engine import (
-    Classifier,
-    Engine,
-    Metrics,
-    TrainContext,
-    evaluate_full_graph,
-    seed_everything,
-)
-from zoo.errors import ConfigError
+from zoo.contracts import GraphData, Metrics, describe_value
+from zoo.engine import Engine, TrainContext, seed_everything, to_floats
+from zoo.errors import ConfigError, ContractError, ZooError
+from zoo.model import Classifier
 from zoo.plugins import default_manager
-from zoo.registry import Component, Registry
+from zoo.registry import Component, Registry, component_label
 from zoo.run import Progress, RunWriter, default_run_dir, summarize
+from zoo.runtime import Runtime
+from zoo.schema import Kind, dataclass_params, suggest
+
+PROBE_IN_DIM, PROBE_OUT_DIM = 8, 3  # sizes a model is test-built with before data loads
 
 
 def default_registry() -> Registry:
@@ -41,21 +43,20 @@ def show(name: str, kind: str | None = None) -> Component:
     reg = default_registry()
     if kind is not None:
         return reg.get(kind, name)
-    found = reg.find(name)
+    found = reg.find(name.rpartition(":")[2])
     if not found:
-        from zoo.schema import suggest
-
         names = sorted({c.name for c in reg.list()})
         raise ConfigError(f"no component called '{name}'{suggest(name, names)}; "
                           "`zoo list` shows them all")
     if len(found) > 1:
         kinds = ", ".join(c.kind for c in found)
         raise ConfigError(f"'{name}' names several components ({kinds}); pass a kind")
-    return reg.get(found[0].kind, name)
+    comp = found[0]
+    return reg.get(comp.kind, name) if not comp.clash else comp
 
 
 def _override_list(overrides: dict[str, Any]) -> builtins.list[str]:
-    """``trainer={"lr": 0.1}, **{"model.hidden": 8}`` -> dotted ``KEY=VALUE`` items."""
+    """``trainer={"epochs": 5}, **{"model.hidden": 8}`` -> dotted ``KEY=VALUE`` items."""
     import json
 
     items: builtins.list[str] = []
@@ -77,12 +78,35 @@ def build(config: str | Path | dict[str, Any], overrides: builtins.list[str] | N
     """Assemble an experiment from a config (a path, a bundled config name or a dict).
 
     Overrides come as ``KEY=VALUE`` strings (``overrides=["model.hidden=64"]``) or as
-    keyword arguments (``trainer={"lr": 0.005}``, ``**{"model.hidden": 64}``). The
-    whole config is validated here, before anything is built or trained.
+    keyword arguments (``trainer={"epochs": 50}``, ``**{"model.hidden": 64}``). The
+    whole config is validated and every component is constructed once here, before any
+    data loads: a config that cannot run fails now, with nothing written.
     """
     loaded = load_config(config, [*(overrides or []), *_override_list(kw_overrides)])
     reg = registry or default_registry()
-    return Experiment(loaded, validate_config(loaded, reg), reg)
+    exp = Experiment(loaded, validate_config(loaded, reg), reg)
+    exp.check()
+    return exp
+
+
+def nested_sections(value: Any, tp: Any, path: str) -> Iterator[tuple[str, dict, str]]:
+    """Every nested component section ``(kind, section, path)`` inside a validated
+    parameter value of type ``tp`` (sections in dataclass sections included)."""
+    if value is None:
+        return
+    base, meta = (typing.get_args(tp)[0], typing.get_args(tp)[1:]) if (
+        typing.get_origin(tp) is typing.Annotated) else (tp, ())
+    kinds = [m for m in meta if isinstance(m, Kind)]
+    if kinds and isinstance(value, Mapping):
+        yield kinds[0].kind, dict(value), path
+    elif dataclasses.is_dataclass(base) and isinstance(value, Mapping):
+        params = dataclass_params(base)
+        for key, item in value.items():
+            yield from nested_sections(item, params[key].type, f"{path}.{key}")
+    elif typing.get_origin(base) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(base):
+            if arg is not type(None):
+                yield from nested_sections(value, arg, path)
 
 
 class Experiment:
@@ -93,15 +117,59 @@ class Experiment:
         self.name = loaded.name
         self.config = config
         self.registry = registry
+        self.runtime = Runtime.from_config(config.get("device", "auto"))
+        self.task = self._probe("task", lambda: registry.build("task", config["task"]))
         self._data: GraphData | None = None
         self._graph: Any = None
         self._model: Classifier | None = None
         self.summary: dict[str, Any] | None = None
 
+    # -- checks before anything runs ---------------------------------------------------
+    @staticmethod
+    def _probe(label: str, build: Callable[[], Any]) -> Any:
+        """Build a component to check its config; its failure is an error naming it."""
+        try:
+            return build()
+        except ZooError:
+            raise
+        except (ValueError, TypeError, AssertionError, KeyError) as e:
+            raise ConfigError(f"{label} cannot be built with this config: {e}") from None
+        except Exception as e:
+            raise ContractError(f"{label} failed while being built: {type(e).__name__}: "
+                                f"{e}") from None
+
+    def check(self) -> None:
+        """Construct every component once (the model with probe sizes) and check that
+        they fit together: a batch source's graph input against the model, the number
+        of sampled blocks against the node model's layers."""
+        reg, cfg = self.registry, self.config
+        model = self._probe("the model", lambda: self._build_classifier(PROBE_IN_DIM,
+                                                                        PROBE_OUT_DIM))
+        regularizers = [self._probe(f"regularizers[{i}]", lambda s=section, i=i: reg.build(
+            "regularizer", s, path=f"regularizers[{i}]"))
+            for i, section in enumerate(cfg["regularizers"])]
+        trainer = self._probe("trainer", lambda: reg.build("trainer", cfg["trainer"]))
+        check_setup = getattr(trainer, "check_setup", None)
+        if callable(check_setup):
+            check_setup(self.task, regularizers)
+        comp = reg.get("trainer", cfg["trainer"]["name"])
+        for key, value in cfg["trainer"].items():
+            if key == "name":
+                continue
+            for kind, section, path in nested_sections(value, comp.params[key].type,
+                                                       f"trainer.{key}"):
+                if kind == "batch_source":
+                    source = self._probe(path, lambda s=section, p=path: reg.build(
+                        "batch_source", s, path=p))
+                    check_batches_fit_model(source, model, path)
+                elif kind == "optimizer":
+                    self._probe(path, lambda s=section, p=path: reg.build(
+                        "optimizer", s, [torch.nn.Parameter(torch.zeros(1))], path=p))
+
     # -- assembled parts ----------------------------------------------------------
     @property
     def data(self) -> GraphData:
-        """The dataset (loaded once)."""
+        """The dataset, as loaded (once), on the CPU."""
         if self._data is None:
             self._data = self.registry.build("dataset", self.config["dataset"])
         return self._data
@@ -115,51 +183,70 @@ class Experiment:
                 graph = self.registry.build("graph_builder", self.config["graph"], self.data)
             else:
                 graph = self.data.graph
-            if "weight" not in graph.edata:
+            if graph is not None and "weight" not in graph.edata:
                 graph.edata["weight"] = torch.ones(graph.num_edges())
             self._graph = graph
         return self._graph
 
     @property
     def model(self) -> Classifier:
-        """The classifier (the last one trained, or a fresh one before ``fit``)."""
+        """The model (the last one trained, or a fresh one before ``fit``)."""
         if self._model is None:
             self._model = self.build_model()
         return self._model
 
-    def build_model(self) -> Classifier:
-        """A freshly initialized classifier as the config describes it."""
-        data = self.data
-        in_dim, out_dim = data.num_features, data.num_classes
+    def _build_classifier(self, in_dim: int, out_dim: int) -> Classifier:
         encoder = node_model = None
         if "encoder" in self.config:
             enc_out = None if "model" in self.config else out_dim
             encoder = self.registry.build("encoder", self.config["encoder"], in_dim, enc_out)
-            in_dim = int(getattr(encoder, "out_dim", in_dim))
+            in_dim = int(encoder.out_dim)
         if "model" in self.config:
             node_model = self.registry.build("node_model", self.config["model"], in_dim,
-                                             out_dim)
+                                             out_dim, path="model")
         return Classifier(encoder, node_model)
 
+    def build_model(self) -> Classifier:
+        """A freshly initialized model as the config describes it, on the run's device."""
+        data = self.data
+        return self._build_classifier(data.num_features,
+                                      int(self.task.output_size(data))).to(
+            self.runtime.device)
+
     def build_regularizers(self) -> builtins.list[torch.nn.Module]:
-        """The configured regularizers, fresh."""
-        return [self.registry.build("regularizer", r, path=f"regularizers[{i}]")
-                for i, r in enumerate(self.config["regularizers"])]
+        """The configured regularizers, fresh, on the run's device."""
+        return [self.registry.build("regularizer", r, path=f"regularizers[{i}]").to(
+            self.runtime.device) for i, r in enumerate(self.config["regularizers"])]
+
+    def _context(self, seed: int, engine: Engine) -> TrainContext:
+        def build_model() -> Classifier:
+            self._model = self.build_model()
+            return self._model
+
+        return TrainContext(data=self.runtime.to(self.data), graph=self.runtime.to(self.graph),
+                            seed=seed, runtime=self.runtime, task=self.task, engine=engine,
+                            build_model=build_model,
+                            build_regularizers=self.build_regularizers)
 
     # -- running ------------------------------------------------------------------
     def fit(self, seeds: int | builtins.list[int] | None = None, out: str | Path | None = None,
             progress: bool = False) -> dict[str, Any]:
         """Train one model per seed and return the summary (also written to ``out``,
-        if given). ``seeds=10`` means seeds 0..9; default: the config's ``seeds``."""
+        if given, by the main process). ``seeds=10`` means seeds 0..9; default: the
+        config's ``seeds``."""
         seeds = seeds if seeds is not None else self.config["seeds"]
+        if isinstance(seeds, int) and (isinstance(seeds, bool) or seeds < 1):
+            raise ConfigError(f"seeds: expected a whole number >= 1, got {seeds!r}")
         seed_list = builtins.list(range(seeds)) if isinstance(seeds, int) else builtins.list(
             seeds)
+        if not seed_list:
+            raise ConfigError("seeds: give at least one seed")
         config = {**self.config, "seeds": len(seed_list)}
         start = time.perf_counter()
         # Data and graph first: a missing or corrupt dataset leaves no run folder behind.
         _ = self.graph
-        writer = RunWriter(Path(out)) if out is not None else None
-        display = Progress(enabled=progress)
+        writer = RunWriter(Path(out)) if out is not None and self.runtime.is_main else None
+        display = Progress(enabled=progress and self.runtime.is_main, monitor=self.task.monitor)
         per_seed: builtins.list[Metrics] = []
         epoch_ms: builtins.list[float] = []
         try:
@@ -175,10 +262,12 @@ class Experiment:
                 metrics = self._fit_seed(seed, engine)
                 per_seed.append(metrics)
                 epoch_ms.extend(engine.epoch_ms)
-                display.line(f"{label}: test_accuracy {metrics.get('test_accuracy', 0):.4f}  "
-                             f"val_accuracy {metrics.get('val_accuracy', 0):.4f}")
+                shown = [k for k in self.task.report if k in metrics]
+                display.line(f"{label}: " + "  ".join(f"{k} {metrics[k]:.4f}" for k in shown))
+            task = {"name": self.config["task"]["name"], "monitor": self.task.monitor,
+                    "mode": self.task.mode, "report": builtins.list(self.task.report)}
             summary = summarize(config, seed_list, per_seed, epoch_ms,
-                                time.perf_counter() - start)
+                                time.perf_counter() - start, task)
             if writer is not None:
                 writer.write_summary(summary)
         finally:
@@ -189,22 +278,49 @@ class Experiment:
         return summary
 
     def _fit_seed(self, seed: int, engine: Engine) -> Metrics:
-        def build_model() -> Classifier:
-            self._model = self.build_model()
-            return self._model
-
-        ctx = TrainContext(data=self.data, graph=self.graph, seed=seed, config=self.config,
-                           engine=engine, build_model=build_model,
-                           build_regularizers=self.build_regularizers,
-                           build=self.registry.build)
         trainer = self.registry.build("trainer", self.config["trainer"])
-        return dict(trainer.fit(ctx))
+        metrics = trainer.fit(self._context(seed, engine))
+        if not isinstance(metrics, Mapping) or not all(
+                isinstance(v, (int, float, torch.Tensor)) for v in metrics.values()):
+            raise ContractError(f"{component_label(trainer)} returned {describe_value(metrics)} "
+                                "from fit(); it must return a dict of metric names to numbers")
+        return to_floats(metrics)
 
-    def evaluate(self) -> Metrics:
-        """Accuracy of the current model on the train, validation and test nodes."""
-        ctx = TrainContext(self.data, self.graph, 0, self.config, Engine(), self.build_model,
-                           self.build_regularizers, self.registry.build)
-        return evaluate_full_graph(self.model, ctx)
+    def evaluate(self, batches: dict[str, Any] | None = None) -> Metrics:
+        """The task's metrics for the current model over every node, computed through
+        the batch source ``batches`` (default: the whole graph)."""
+        ctx = self._context(0, Engine())
+        source = self.registry.build("batch_source", batches or {"name": "full_graph"})
+        source.bind(ctx.data, ctx.graph, self.runtime)
+        return ctx.evaluate(self.model, source)
+
+
+def check_batches_fit_model(source: Any, model: Classifier, path: str) -> None:
+    """A ConfigError when a batch source cannot feed this model."""
+    graph_input = getattr(source, "graph_input", "whole")
+    node_model = model.node_model
+    if graph_input == "none" and node_model is not None:
+        raise ConfigError(f"{path}: batch source '{source_name(source)}' gives the model no "
+                          f"graph, but {component_label(node_model)} needs one; use an "
+                          "encoder-only model, or a batch source such as full_graph or "
+                          "neighbor_sampler")
+    if graph_input == "blocks":
+        if node_model is None or not getattr(node_model, "supports_blocks", False):
+            what = (component_label(node_model) if node_model is not None
+                    else "an encoder-only model")
+            raise ConfigError(f"{path}: batch source '{source_name(source)}' feeds sampled "
+                              f"blocks, which {what} cannot run on; use a node model that "
+                              "supports blocks (gcn, sage) or another batch source")
+        layers = getattr(node_model, "num_layers", None)
+        blocks = getattr(source, "num_blocks", None)
+        if layers is not None and blocks is not None and layers != blocks:
+            raise ConfigError(f"{path}.fanouts: {blocks} fanout(s) for "
+                              f"{component_label(node_model)}, which has {layers} layers; "
+                              "give one fanout per layer")
+
+
+def source_name(source: Any) -> str:
+    return component_label(source).partition(" ")[2].strip("'") or type(source).__name__
 
 
 def default_out(name: str) -> Path:

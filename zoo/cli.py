@@ -1,87 +1,164 @@
 """The ``zoo`` command line: run, validate, list, show, plugins, graph build.
 
-Exit codes: 0 success, 2 config or usage error (one or two lines on stderr, no
-traceback), 1 runtime failure.
+Overrides (``KEY=VALUE``) may stand anywhere after the command. Exit codes: 0 success,
+2 config or usage error (one line on stderr, after the command's usage for a malformed
+command line; no traceback), 1 runtime failure.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 os.environ.setdefault("DGLBACKEND", "pytorch")
 
-from zoo.errors import ZooError  # noqa: E402
+from zoo.errors import ConfigError, UsageError, ZooError  # noqa: E402
+from zoo.schema import suggest  # noqa: E402
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="zoo", description="A plugin-based model zoo for GNNs "
-                                "and neural structured learning.")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
+class Parser(argparse.ArgumentParser):
+    """argparse with the zoo's error line: the command's usage, then ``zoo: error: ...``."""
 
-    run = sub.add_parser("run", help="train the experiment a config describes")
-    run.add_argument("config", help="a YAML file, or the name of a bundled config (gcn_cora)")
-    run.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                     help="dotted overrides, e.g. model.hidden=64 trainer.lr=0.005")
-    run.add_argument("--seeds", type=int, help="train seeds 0..N-1 (default: the config's)")
-    run.add_argument("--out", type=Path, help="run folder (default runs/<config>-<time>)")
-    run.add_argument("--quiet", action="store_true", help="no progress display")
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"zoo: error: {message}", file=sys.stderr)
+        sys.exit(2)
 
-    val = sub.add_parser("validate", help="check a config against the component schemas")
-    val.add_argument("config")
-    val.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
 
-    lst = sub.add_parser("list", help="list components (optionally of a kind or a pattern)")
-    lst.add_argument("what", nargs="?", help="a kind (encoder, ...) or a wildcard pattern")
-    lst.add_argument("pattern", nargs="?", help="a wildcard pattern when a kind is given")
-    lst.add_argument("--json", action="store_true")
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="a YAML file, or the name of a bundled config (gcn_cora)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="dotted overrides anywhere on the line, e.g. model.hidden=64; "
+                        "KEY+=VALUE appends to a list, ~KEY removes")
 
-    show = sub.add_parser("show", help="a component's schema, defaults and docs")
-    show.add_argument("name")
-    show.add_argument("--kind", help="disambiguate when several kinds share the name")
-    show.add_argument("--json", action="store_true")
 
-    plug = sub.add_parser("plugins", help="list plugins, their components and load errors")
-    plug.add_argument("--json", action="store_true")
-
-    graph = sub.add_parser("graph", help="graph tools")
-    gsub = graph.add_subparsers(dest="graph_command", metavar="COMMAND")
-    gsub.required = True
-    gb = gsub.add_parser("build", help="build a config's graph and save it to a file")
-    gb.add_argument("config")
-    gb.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    gb.add_argument("--out", type=Path, required=True,
-                    help="output file: .bin (DGL binary) or .tsv (weighted edge list)")
+def _run_parser() -> Parser:
+    p = Parser(prog="zoo run", description="Train the experiment a config describes.")
+    _config_args(p)
+    p.add_argument("--seeds", type=int, help="train seeds 0..N-1 (default: the config's)")
+    p.add_argument("--out", type=Path, help="run folder (default runs/<config>-<time>)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     return p
+
+
+def _validate_parser() -> Parser:
+    p = Parser(prog="zoo validate", description="Check a config and build every component "
+               "once; print the resolved config.")
+    _config_args(p)
+    return p
+
+
+def _list_parser() -> Parser:
+    p = Parser(prog="zoo list", description="List components, optionally of a kind or "
+               "matching a wildcard pattern.")
+    p.add_argument("what", nargs="?", help="a kind (encoder, ...) or a wildcard pattern")
+    p.add_argument("pattern", nargs="?", help="a wildcard pattern when a kind is given")
+    p.add_argument("--json", action="store_true")
+    return p
+
+
+def _show_parser() -> Parser:
+    p = Parser(prog="zoo show", description="A component's schema, defaults and docs.")
+    p.add_argument("name", help="a component name, or plugin:name")
+    p.add_argument("--kind", help="disambiguate when several kinds share the name")
+    p.add_argument("--json", action="store_true")
+    return p
+
+
+def _plugins_parser() -> Parser:
+    p = Parser(prog="zoo plugins", description="Plugins, their components and load errors.")
+    p.add_argument("--json", action="store_true")
+    return p
+
+
+def _graph_parser() -> Parser:
+    p = Parser(prog="zoo graph build", description="Build a config's graph and save it.")
+    _config_args(p)
+    p.add_argument("--out", type=Path, required=True,
+                   help="output file: .bin (DGL binary) or .tsv (weighted edge list)")
+    return p
+
+
+COMMANDS = {
+    "run": (_run_parser, "train the experiment a config describes"),
+    "validate": (_validate_parser, "check a config against the component schemas"),
+    "list": (_list_parser, "list components (optionally of a kind or a pattern)"),
+    "show": (_show_parser, "a component's schema, defaults and docs"),
+    "plugins": (_plugins_parser, "list plugins, their components and load errors"),
+    "graph": (_graph_parser, "graph tools: zoo graph build CONFIG --out FILE"),
+}
+
+
+def _top_help() -> str:
+    lines = ["usage: zoo COMMAND [ARGS]", "",
+             "A plugin-based model zoo for GNNs and neural structured learning.", "",
+             "commands:"]
+    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "`zoo COMMAND --help` describes a command."]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``zoo`` console script; returns the exit code."""
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_top_help(), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        from zoo import __version__
+
+        print(f"zoo {__version__}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print("usage: zoo COMMAND [ARGS]", file=sys.stderr)
+        print(f"zoo: error: unknown command '{command}'{suggest(command, COMMANDS)}; commands "
+              f"are {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    if command == "graph":
+        if not rest or rest[0] != "build":
+            print("usage: zoo graph build CONFIG [KEY=VALUE ...] --out FILE", file=sys.stderr)
+            print("zoo: error: the graph command has one subcommand, build", file=sys.stderr)
+            return 2
+        rest = rest[1:]
+    parser = COMMANDS[command][0]()
     try:
-        handler = globals()[f"cmd_{args.command}"]
-        return int(handler(args) or 0)
+        args = parser.parse_intermixed_args(rest)
+        return int(globals()[f"cmd_{command}"](args) or 0)
+    except UsageError as e:
+        parser.print_usage(sys.stderr)
+        print(f"zoo: error: {e}", file=sys.stderr)
+        return e.exit_code
     except ZooError as e:
         print(f"zoo: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `zoo list | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     import zoo.api
 
     exp = zoo.api.build(args.config, args.overrides)
+    if args.seeds is not None and args.seeds < 1:
+        raise UsageError(f"--seeds must be a whole number >= 1, got {args.seeds}")
     out = args.out or zoo.api.default_out(exp.name)
     summary = exp.fit(seeds=args.seeds, out=out, progress=not args.quiet)
+    # The task's reported metrics, and the trainer's metrics of the same kind
+    # (baseline_test_accuracy, agreement_accuracy...).
+    report = summary.get("task", {}).get("report", [])
+    suffixes = tuple(r.rpartition("_")[2] for r in report)
     lines = [f"{k}: {v['mean']:.4f} ± {v['std']:.4f} over {len(v['values'])} seed(s)"
-             for k, v in summary["metrics"].items() if k.endswith("accuracy")]
+             for k, v in summary["metrics"].items() if k in report or k.endswith(suffixes)]
     t = summary["timing"]
     print("\n".join(lines))
     print(f"epoch median {t['epoch_ms_median']:.2f} ms, wall {t['wall_s']:.1f} s; "
@@ -101,22 +178,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     import zoo.api
-    from zoo.registry import KINDS
+    from zoo.contracts import KINDS
 
     kind, pattern = None, "*"
     if args.what in KINDS:
         kind, pattern = args.what, args.pattern or "*"
     elif args.what is not None:
         if args.pattern is not None:
-            from zoo.errors import ConfigError
-            from zoo.schema import suggest
-
             raise ConfigError(f"unknown kind '{args.what}'{suggest(args.what, KINDS)}; "
                               f"kinds are {', '.join(KINDS)}")
         pattern = args.what
     comps = zoo.api.list(pattern, kind)
     if args.json:
-        print(json.dumps([c.to_dict() for c in comps], indent=2))
+        print(json.dumps([c.to_dict() for c in comps], indent=2, default=str))
         return 0
     width = max((len(c.name) for c in comps), default=4)
     current = None
@@ -131,6 +205,24 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schema_lines(params: dict[str, Any], indent: str = "  ") -> list[str]:
+    """``name: default    # type  doc`` per parameter, dataclass sections expanded."""
+    from zoo.registry import plain
+    from zoo.schema import dataclass_params
+
+    lines = []
+    for p in params.values():
+        base = getattr(p.type, "__origin__", None) or p.type
+        if dataclasses.is_dataclass(base) and isinstance(base, type):
+            lines.append(f"{indent}{p.name}:    # section{'  ' + p.doc if p.doc else ''}")
+            lines += _schema_lines(dataclass_params(base), indent + "  ")
+            continue
+        default = "(required)" if p.required else json.dumps(plain(p.default), default=str)
+        lines.append(f"{indent}{p.name}: {default}    # {p.type_name()}"
+                     f"{'  ' + p.doc if p.doc else ''}")
+    return lines
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     import zoo.api
 
@@ -140,14 +232,18 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2, default=str))
         return 0
     print(f"{comp.kind} '{comp.name}' — {comp.summary}")
-    print(f"from plugin '{comp.plugin}' ({comp.origin})")
+    print(f"from plugin '{comp.plugin}' ({comp.origin})"
+          + (f", replacing {comp.overrides}" if comp.overrides else ""))
+    if comp.clash:
+        print(f"CLASH: registered by both {comp.clash}; pick one as plugin:name")
+    for other in comp.candidates:
+        print(f"also registered: {other.qualified_name} from plugin '{other.plugin}' "
+              f"({other.origin}) — {other.summary}")
     if comp.inputs:
         print(f"inputs supplied by the zoo: {', '.join(comp.inputs)}")
     print("config:")
     print(f"  name: {comp.name}")
-    for name, p in info["params"].items():
-        default = "(required)" if p["required"] else json.dumps(p["default"], default=str)
-        print(f"  {name}: {default}    # {p['type']}{'  ' + p['doc'] if p['doc'] else ''}")
+    print("\n".join(_schema_lines(comp.params)))
     return 0
 
 

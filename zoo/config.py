@@ -7,9 +7,17 @@ A config has these top-level keys (each section names its component with ``name`
     graph:        {name: knn, k: 10}                  # optional: a graph builder
     encoder:      {name: mlp, hidden: 64}             # optional: features -> embedding
     model:        {name: gcn, hidden: 16}             # optional: a node model
+    task:         {name: node_classification}         # optional (this is the default)
     regularizers: [{name: distance, multiplier: 0.1}] # optional list
-    trainer:      {name: supervised, lr: 0.01}        # required
+    trainer:      {name: supervised, epochs: 200}     # required
     seeds: 1                                          # how many seeds (0..N-1)
+    device: auto                                      # auto | cpu | cuda | cuda:N
+
+Overrides are ``dotted.key=value`` (the value is YAML: ``model.hidden=64``,
+``trainer.batches={name: neighbor_sampler, fanouts: [10, 10], batch_size: 64}``);
+list items are addressed by index (``regularizers.0.multiplier=0.1``),
+``KEY+=VALUE`` appends to a list (``regularizers+={name: distance}``) and ``~KEY``
+removes a key or a list item (``~regularizers.0``).
 """
 
 from __future__ import annotations
@@ -19,16 +27,24 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from zoo.errors import ConfigError
+from zoo.errors import ConfigError, UsageError
 from zoo.registry import Registry
+from zoo.runtime import resolve_device
 from zoo.schema import suggest
 
 SECTIONS = {"dataset": "dataset", "graph": "graph_builder", "encoder": "encoder",
-            "model": "node_model", "trainer": "trainer"}
-TOP_LEVEL = (*SECTIONS, "regularizers", "seeds", "description")
+            "model": "node_model", "task": "task", "trainer": "trainer"}
+TOP_LEVEL = (*SECTIONS, "regularizers", "seeds", "device", "description")
+DEFAULT_TASK = "node_classification"
+
+try:  # OmegaConf's YAML loader reads 1e-3 as a float, as the config files do
+    from omegaconf._utils import get_yaml_loader
+except ImportError:  # pragma: no cover - a future OmegaConf
+    get_yaml_loader = lambda: yaml.SafeLoader  # noqa: E731
 
 
 @dataclass
@@ -101,7 +117,10 @@ def load_config(source: str | Path | dict[str, Any], overrides: list[str] | None
     renames = [i for i in items if i.partition("=")[0].strip().endswith(".name")]
     for item in renames:
         section = item.partition("=")[0].strip()[: -len(".name")]
-        current = OmegaConf.select(cfg, section)
+        try:
+            current = OmegaConf.select(cfg, section)
+        except OmegaConfBaseException:
+            current = None
         new_name = item.partition("=")[2].strip()
         if isinstance(current, DictConfig) and current.get("name") not in (None, new_name):
             OmegaConf.update(cfg, section, {}, merge=False)
@@ -114,16 +133,77 @@ def load_config(source: str | Path | dict[str, Any], overrides: list[str] | None
     return LoadedConfig(name, where, raw)  # type: ignore[arg-type]
 
 
-def apply_override(cfg: DictConfig, item: str) -> None:
-    """Apply one ``dotted.key=value`` override (value parsed as YAML, lists allowed)."""
-    key, sep, value = item.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"override '{item}' must look like KEY=VALUE, e.g. model.hidden=64")
+def is_override(arg: str) -> bool:
+    """Whether a command-line word is an override (``KEY=VALUE``, ``KEY+=VALUE``, ``~KEY``)."""
+    return "=" in arg or (arg.startswith("~") and len(arg) > 1)
+
+
+def parse_value(item: str, value: str) -> Any:
+    """An override's value, read as YAML (``64``, ``[10, 10]``, ``{name: adam}``)."""
     try:
-        parsed = OmegaConf.to_container(OmegaConf.from_dotlist([f"v={value}"]))["v"]
-        OmegaConf.update(cfg, key.strip(), parsed, merge=True)
+        return yaml.load(value, Loader=get_yaml_loader()) if value.strip() else None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or _first_line(e)
+        raise UsageError(f"override '{item}': the value is not valid YAML{where} ({problem}); "
+                         "quote it or fix the brackets") from None
+
+
+def apply_override(cfg: DictConfig, item: str) -> None:
+    """Apply one override: ``dotted.key=value`` (value parsed as YAML; list items by
+    index), ``dotted.key+=value`` (append to a list) or ``~dotted.key`` (remove)."""
+    if item.startswith("~") and "=" not in item:
+        _remove(cfg, item, item[1:].strip())
+        return
+    key, sep, value = item.partition("=")
+    key = key.strip()
+    append = key.endswith("+")
+    key = key.rstrip("+").strip()
+    if not sep or not key:
+        raise UsageError(f"override '{item}' must look like KEY=VALUE, e.g. model.hidden=64 "
+                         "(KEY+=VALUE appends to a list, ~KEY removes)")
+    parsed = parse_value(item, value)
+    try:
+        if append:
+            current = OmegaConf.select(cfg, key)
+            if current is not None and not isinstance(current, ListConfig):
+                raise ConfigError(f"override '{item}': '{key}' is not a list, so nothing can "
+                                  f"be appended; write {key}=VALUE")
+            items = list(current or []) + (parsed if isinstance(parsed, list) else [parsed])
+            OmegaConf.update(cfg, key, items, merge=False)
+        else:
+            OmegaConf.update(cfg, key, parsed, merge=True)
     except OmegaConfBaseException as e:
-        raise ConfigError(f"override '{item}' cannot be applied: {_first_line(e)}") from None
+        raise ConfigError(f"override '{item}' cannot be applied: {_list_hint(cfg, key, e)}"
+                          ) from None
+
+
+def _list_hint(cfg: DictConfig, key: str, e: BaseException) -> str:
+    """An index past a list's end: say how long it is and how to add an item."""
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if part.isdigit():
+            parent = ".".join(parts[:i])
+            current = OmegaConf.select(cfg, parent, default=None)
+            if isinstance(current, ListConfig) and int(part) >= len(current):
+                return (f"'{parent}' has {len(current)} item(s); add one with "
+                        f"{parent}+={{name: ...}}")
+    return _first_line(e)
+
+
+def _remove(cfg: DictConfig, item: str, key: str) -> None:
+    parent_key, _, last = key.rpartition(".")
+    try:
+        parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+    except OmegaConfBaseException:
+        parent = None
+    if isinstance(parent, ListConfig) and last.isdigit() and int(last) < len(parent):
+        del parent[int(last)]
+    elif isinstance(parent, DictConfig) and last in parent:
+        del parent[last]
+    else:
+        raise ConfigError(f"override '{item}': there is no '{key}' to remove")
 
 
 def validate_config(loaded: LoadedConfig, registry: Registry) -> dict[str, Any]:
@@ -141,6 +221,7 @@ def validate_config(loaded: LoadedConfig, registry: Registry) -> dict[str, Any]:
                               "with a 'name'")
     if raw.get("encoder") is None and raw.get("model") is None:
         raise ConfigError("config needs an 'encoder:' or a 'model:' section (or both)")
+    raw = {**raw, "task": raw.get("task") or DEFAULT_TASK}
     for key, kind in SECTIONS.items():
         if raw.get(key) is not None:
             out[key] = registry.validate(kind, raw[key], key)
@@ -154,6 +235,11 @@ def validate_config(loaded: LoadedConfig, registry: Registry) -> dict[str, Any]:
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"seeds: expected a whole number >= 1, got {seeds!r}")
     out["seeds"] = seeds
+    device = raw.get("device", "auto")
+    if not isinstance(device, str):
+        raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {device!r}")
+    resolve_device(device)  # a device this machine lacks is an error now, not mid-run
+    out["device"] = device
     if "description" in raw:
         out["description"] = str(raw["description"])
     return out

@@ -1,29 +1,34 @@
-"""The one training engine every trainer plugs into.
+"""How training runs: the epoch loop, the shared step, and the context a trainer gets.
 
-A trainer component (``supervised``, ``gam``, a mini-batch trainer...) decides *what*
-one epoch does and how to evaluate; :meth:`Engine.fit` owns the rest: the epoch loop,
-timing, early stopping on validation accuracy with a patience, keeping and restoring
-the best-validation weights, metrics records and progress.
+A trainer component decides *what* to train (which models, on which labels, in which
+phases); the engine owns *how*: :meth:`TrainContext.train` pulls batches from a batch
+source and runs :func:`training_step` (forward, task loss, regularizers, backward,
+optimizer) on each, and :meth:`Engine.fit` runs epochs with timing, early stopping on
+the task's monitored metric, the best weights kept and restored, records and progress.
+Losses stay on the device as tensors during an epoch: the host reads them once per
+epoch, not once per step.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from zoo.data import GraphData, ModelOutput, RegularizerInput
-
-Metrics = dict[str, float]
+from zoo.contracts import Batch, BatchSource, Metrics, ModelOutput, RegularizerInput, Task
+from zoo.contracts import describe_value
+from zoo.errors import ContractError
+from zoo.model import Classifier
+from zoo.registry import component_label, component_name
+from zoo.runtime import Runtime
+from zoo.schema import ComponentSpec
 
 
 @dataclass
@@ -35,6 +40,14 @@ class FitResult:
     epochs_run: int
     epoch_ms: list[float] = field(default_factory=list)
     history: list[Metrics] = field(default_factory=list)
+    eval_seconds: float = 0.0  # time spent in ``evaluate``, included in ``seconds``
+    seconds: float = 0.0
+    eval_keys: tuple[str, ...] = ()  # the metrics ``evaluate`` reports
+
+    @property
+    def evaluation(self) -> Metrics:
+        """The evaluated metrics of the best epoch (without the training losses)."""
+        return {k: v for k, v in self.best.items() if k in self.eval_keys}
 
 
 def seed_everything(seed: int) -> None:
@@ -64,28 +77,55 @@ def torch_threads(threads: int | None):
         torch.set_num_threads(previous)
 
 
-def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """Fraction of rows whose arg-max equals the label (0.0 for no rows)."""
-    if labels.numel() == 0:
-        return 0.0
-    return float((logits.argmax(-1) == labels).float().mean())
+def to_floats(metrics: Mapping[str, Any]) -> Metrics:
+    """Metrics as Python floats, reading every tensor value from the device at once."""
+    keys = [k for k, v in metrics.items() if isinstance(v, torch.Tensor)]
+    out = {k: float(v) for k, v in metrics.items() if k not in keys}
+    if keys:
+        values = torch.stack([metrics[k].detach().reshape(()).float() for k in keys]).tolist()
+        out.update(zip(keys, values))
+    return {k: out[k] for k in metrics}
 
 
-def better(candidate: Metrics, best: Metrics | None, monitor: str, tie_break: str | None) -> bool:
-    """Is ``candidate`` better than ``best``: higher ``monitor``, ties broken by a lower
-    ``tie_break`` (validation loss), so the chosen epoch does not depend on luck."""
+def better(candidate: Metrics, best: Metrics | None, monitor: str, mode: str = "max",
+           tie_break: str | None = None) -> bool:
+    """Is ``candidate`` better than ``best``: a better ``monitor`` by ``mode``, ties
+    broken by a lower ``tie_break`` (a loss), so the choice does not depend on luck."""
     if best is None:
         return True
-    a, b = candidate.get(monitor, -math.inf), best.get(monitor, -math.inf)
+    worst = -math.inf if mode == "max" else math.inf
+    a, b = candidate.get(monitor, worst), best.get(monitor, worst)
     if a != b:
-        return a > b
+        return a > b if mode == "max" else a < b
     if tie_break and tie_break in candidate and tie_break in best:
         return candidate[tie_break] < best[tie_break]
     return False
 
 
+class BestWeights:
+    """The best weights seen so far, copied in place into buffers allocated once on the
+    model's device (no deep copy per improvement)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def save(self) -> None:
+        with torch.no_grad():
+            current = self.model.state_dict()
+            if self.state is None or self.state.keys() != current.keys():
+                self.state = {k: v.detach().clone() for k, v in current.items()}
+            else:
+                for k, v in current.items():
+                    self.state[k].copy_(v)
+
+    def restore(self) -> None:
+        if self.state is not None:
+            self.model.load_state_dict(self.state)
+
+
 class Engine:
-    """Runs training loops and reports every epoch to ``log`` and ``progress``.
+    """Runs epoch loops and reports every epoch to ``log`` and ``progress``.
 
     Args:
         log: called with one record (a dict) per epoch; the run writes them to
@@ -107,133 +147,236 @@ class Engine:
         if self._log is not None:
             self._log({**self.context, **record})
 
-    def fit(self, model: torch.nn.Module, *, train_step: Callable[[int], Metrics],
-            evaluate: Callable[[], Metrics], epochs: int, patience: int | None = None,
-            monitor: str = "val_accuracy", tie_break: str | None = "val_loss",
-            phase: str = "train", record: dict[str, Any] | None = None) -> FitResult:
+    def fit(self, model: torch.nn.Module, *, train_step: Callable[[int], Mapping[str, Any]],
+            evaluate: Callable[[], Mapping[str, Any]], epochs: int, patience: int | None = None,
+            monitor: str = "val_accuracy", mode: str = "max",
+            tie_break: str | None = "val_loss", phase: str = "train",
+            record: dict[str, Any] | None = None) -> FitResult:
         """Train ``model`` for up to ``epochs`` epochs and restore its best weights.
 
-        ``train_step(epoch)`` runs one epoch and returns its losses; ``evaluate()``
-        returns metrics including ``monitor``. Training stops early when ``monitor``
-        has not improved for ``patience`` epochs (``None`` or 0: never). The returned
+        ``train_step(epoch)`` runs one epoch and returns its losses (floats or tensors);
+        ``evaluate()`` returns metrics including ``monitor``. Training stops early when
+        ``monitor`` has not improved for ``patience`` epochs (None: never). The returned
         ``best`` are the metrics of the best epoch, whose weights ``model`` holds after.
         """
         best: Metrics | None = None
-        best_state: dict[str, torch.Tensor] | None = None
+        weights = BestWeights(model)
         best_epoch, since_best = -1, 0
         result = FitResult(best_epoch=-1, best={}, epochs_run=0)
+        started = time.perf_counter()
         for epoch in range(epochs):
             start = time.perf_counter()
             losses = train_step(epoch)
             ms = (time.perf_counter() - start) * 1000.0
-            metrics = {**losses, **evaluate()}
+            eval_start = time.perf_counter()
+            evaluated = evaluate()
+            metrics = to_floats({**losses, **evaluated})
+            result.eval_seconds += time.perf_counter() - eval_start
+            result.eval_keys = tuple(evaluated)
             result.epoch_ms.append(ms)
             self.epoch_ms.append(ms)
             result.history.append(metrics)
             result.epochs_run = epoch + 1
             self.log({"phase": phase, **(record or {}), "epoch": epoch, **metrics,
                       "epoch_ms": round(ms, 3)})
-            if better(metrics, best, monitor, tie_break):
+            if better(metrics, best, monitor, mode, tie_break):
                 best, best_epoch, since_best = metrics, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
+                weights.save()
             else:
                 since_best += 1
             if self._progress is not None:
                 self._progress(phase, epoch + 1, epochs, {**metrics, "best_" + monitor:
-                                                          best.get(monitor, 0.0)})
-            if patience and since_best >= patience:
+                                                          (best or {}).get(monitor, 0.0)})
+            if patience is not None and since_best >= patience:
                 break
-        if best_state is not None:
-            model.load_state_dict(best_state)
+        weights.restore()
         result.best_epoch, result.best = best_epoch, dict(best or {})
+        result.seconds = time.perf_counter() - started
         return result
 
 
-class Classifier(torch.nn.Module):
-    """An optional encoder followed by an optional node model, giving logits and the
-    embedding they came from. A component may return a tensor (its output) or a
-    :class:`ModelOutput` (output plus its last hidden layer)."""
-
-    def __init__(self, encoder: torch.nn.Module | None = None,
-                 node_model: torch.nn.Module | None = None) -> None:
-        super().__init__()
-        if encoder is None and node_model is None:
-            raise ValueError("a classifier needs an encoder, a node model, or both")
-        self.encoder = encoder
-        self.node_model = node_model
-
-    def forward(self, graph: Any, features: torch.Tensor) -> ModelOutput:
-        """Logits (and embedding) for every node of ``graph`` from its ``features``."""
-        x, embedding = features, None
-        if self.encoder is not None:
-            out = self.encoder(x)
-            x, embedding = (out.logits, out.embedding) if isinstance(out, ModelOutput) else (
-                out, None)
-        if self.node_model is not None:
-            hidden = x
-            out = self.node_model(graph, x)
-            x, embedding = (out.logits, out.embedding) if isinstance(out, ModelOutput) else (
-                out, hidden)
-        if embedding is None:
-            embedding = x
-        return ModelOutput(logits=x, embedding=embedding)
+# -- the shared step ------------------------------------------------------------------
+def check_scalar(value: Any, component: Any, what: str) -> torch.Tensor:
+    """``value`` if it is a 0-dim tensor, else a ContractError naming ``component``."""
+    if not isinstance(value, torch.Tensor) or value.dim() != 0:
+        raise ContractError(f"{component_label(component)} returned {describe_value(value)} "
+                            f"as its {what}; it must return a 0-dim tensor (a scalar)")
+    return value
 
 
-@dataclass
-class TrainContext:
-    """What a trainer receives for one seed: the data, the graph, a way to build fresh
-    models and regularizers from the config, and the engine to train with."""
-
-    data: GraphData
-    graph: Any
-    seed: int
-    config: dict[str, Any]
-    engine: Engine
-    build_model: Callable[[], Classifier]
-    build_regularizers: Callable[[], list[torch.nn.Module]]
-    build: Callable[..., Any]  # registry.build(kind, section, *inputs) for nested parts
+def regularizer_names(regularizers: Iterable[Any]) -> list[str]:
+    """Record names of the regularizers' terms: ``reg_<name>`` (numbered when a name
+    repeats)."""
+    names = [f"reg_{component_name(r)}" for r in regularizers]
+    return [n if names.count(n) == 1 else f"{n}_{names[:i].count(n)}"
+            for i, n in enumerate(names)]
 
 
-def full_graph_step(model: Classifier, optimizer: torch.optim.Optimizer, ctx: TrainContext,
-                    regularizers: list[torch.nn.Module], train_idx: torch.Tensor,
-                    labels: torch.Tensor, labeled: torch.Tensor, step: int) -> Metrics:
-    """One full-graph step: cross-entropy on ``train_idx`` plus each regularizer."""
+def training_step(model: Classifier, batch: Batch, task: Task,
+                  regularizers: Mapping[str, torch.nn.Module],
+                  optimizer: torch.optim.Optimizer, *, step: int = 0,
+                  outputs_of: Callable[[torch.Tensor], ModelOutput] | None = None,
+                  ) -> dict[str, torch.Tensor]:
+    """One optimizer step on ``batch``: forward, the task's loss plus every regularizer's
+    term, backward, update. Returns the detached terms (tensors, still on the device)."""
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    out = model(ctx.graph, ctx.data.features)
-    loss = F.cross_entropy(out.logits[train_idx], labels[train_idx])
-    metrics = {"loss": loss.item()}
+    out = model(batch.graph, batch.inputs)
+    loss = check_scalar(task.loss(out, batch), task, "loss")
+    metrics = {"loss": loss.detach()}
     total = loss
     if regularizers:
-        # In full-graph mode every node's output is at hand: `model(ids)` just indexes it.
-        def outputs_of(ids: torch.Tensor, out: ModelOutput = out) -> ModelOutput:
-            return ModelOutput(out.logits[ids], out.embedding[ids])
+        if outputs_of is None and batch.graph is not None and not isinstance(batch.graph, list):
+            # The whole graph: every node's output is at hand, `model(ids)` indexes it.
+            def outputs_of(ids: torch.Tensor, out: ModelOutput = out) -> ModelOutput:
+                return ModelOutput(out.logits[ids], out.embedding[ids])
 
-        inp = RegularizerInput(graph=ctx.graph, logits=out.logits, embedding=out.embedding,
-                               labels=labels, labeled=labeled,
-                               node_ids=torch.arange(labels.shape[0]), model=outputs_of,
-                               step=step)
-        for i, reg in enumerate(regularizers):
-            value = reg(inp)
-            metrics[f"reg_{i}"] = float(value.detach())
+        inp = RegularizerInput(graph=batch.reg_graph, logits=out.logits, embedding=out.embedding,
+                               labels=batch.labels, labeled=batch.labeled,
+                               node_ids=batch.node_ids, model=outputs_of, step=step)
+        for name, reg in regularizers.items():
+            value = check_scalar(reg(inp), reg, "term")
+            metrics[name] = value.detach()
             total = total + value
     total.backward()
     optimizer.step()
     return metrics
 
 
-@torch.no_grad()
-def evaluate_full_graph(model: Classifier, ctx: TrainContext,
-                        labels: torch.Tensor | None = None) -> Metrics:
-    """Train/validation/test accuracy and validation loss over the full graph."""
-    model.eval()
-    data = ctx.data
-    labels = data.labels if labels is None else labels
-    logits = model(ctx.graph, data.features).logits
-    val = data.val_mask
-    return {
-        "train_accuracy": accuracy(logits[data.train_mask], labels[data.train_mask]),
-        "val_accuracy": accuracy(logits[val], data.labels[val]),
-        "val_loss": float(F.cross_entropy(logits[val], data.labels[val])) if val.any() else 0.0,
-        "test_accuracy": accuracy(logits[data.test_mask], data.labels[data.test_mask]),
-    }
+class StepLoop:
+    """Runs :func:`training_step` over the batches of a bound batch source: a whole epoch
+    of them, or a number of steps that continues across epochs."""
+
+    def __init__(self, model: Classifier, optimizer: torch.optim.Optimizer, task: Task,
+                 source: BatchSource, regularizers: Iterable[torch.nn.Module],
+                 labels: torch.Tensor, labeled: torch.Tensor) -> None:
+        regs = list(regularizers)
+        self.model, self.optimizer, self.task, self.source = model, optimizer, task, source
+        self.regularizers = dict(zip(regularizer_names(regs), regs))
+        self.labels, self.labeled = labels, labeled
+        self.step = 0
+        self._batches: Iterator[Batch] | None = None
+        inputs_of = getattr(source, "inputs_of", None)
+        self.outputs_of = (lambda ids: model(None, inputs_of(ids))) if (
+            inputs_of is not None and model.graph_free) else None
+
+    def _epoch_batches(self) -> Iterator[Batch]:
+        return iter(self.source.epoch(self.labels, self.labeled,
+                                      with_reg_graph=bool(self.regularizers)))
+
+    def _run(self, batch: Batch) -> dict[str, torch.Tensor]:
+        metrics = training_step(self.model, batch, self.task, self.regularizers,
+                                self.optimizer, step=self.step, outputs_of=self.outputs_of)
+        self.step += 1
+        return metrics
+
+    @staticmethod
+    def _mean(totals: dict[str, torch.Tensor], count: int) -> dict[str, torch.Tensor]:
+        return {k: v / max(count, 1) for k, v in totals.items()}
+
+    def epoch(self) -> dict[str, torch.Tensor]:
+        """One pass over the source's batches; the mean of each term over them."""
+        totals: dict[str, torch.Tensor] = {}
+        count = 0
+        for batch in self._epoch_batches():
+            for k, v in self._run(batch).items():
+                totals[k] = totals[k] + v if k in totals else v
+            count += 1
+        return self._mean(totals, count)
+
+    def steps(self, n: int) -> dict[str, torch.Tensor]:
+        """``n`` optimizer steps on the next batches (a new epoch starts when one ends)."""
+        totals: dict[str, torch.Tensor] = {}
+        for _ in range(n):
+            batch = next(self._batches, None) if self._batches is not None else None
+            if batch is None:
+                self._batches = self._epoch_batches()
+                batch = next(self._batches)
+            for k, v in self._run(batch).items():
+                totals[k] = totals[k] + v if k in totals else v
+        return self._mean(totals, n)
+
+
+# -- what a trainer receives ----------------------------------------------------------
+class TrainContext:
+    """What a trainer receives for one seed.
+
+    Attributes:
+        data: the dataset on the run's device.
+        graph: the graph models and regularizers use (the graph builder's, or the
+            dataset's own), edge weights in ``edata["weight"]``.
+        seed: the seed of this run (already applied).
+        runtime: device, rank and world size (:class:`zoo.Runtime`).
+        task: the task component (loss, metrics, what to monitor).
+        engine: the epoch loop, for trainers that train something of their own.
+    """
+
+    def __init__(self, *, data: Any, graph: Any, seed: int, runtime: Runtime, task: Task,
+                 engine: Engine, build_model: Callable[[], Classifier],
+                 build_regularizers: Callable[[], list[torch.nn.Module]]) -> None:
+        self.data, self.graph, self.seed = data, graph, seed
+        self.runtime, self.task, self.engine = runtime, task, engine
+        self._build_model = build_model
+        self._build_regularizers = build_regularizers
+        self._sources: dict[int, BatchSource] = {}
+
+    def build_model(self) -> Classifier:
+        """A freshly initialized model (encoder and/or node model) on the device."""
+        return self._build_model()
+
+    def build_regularizers(self) -> list[torch.nn.Module]:
+        """The configured regularizers, fresh, on the device."""
+        return self._build_regularizers()
+
+    def batch_source(self, batches: ComponentSpec | BatchSource) -> BatchSource:
+        """A batch source bound to this seed's data (built once per spec)."""
+        if not isinstance(batches, ComponentSpec):
+            return batches
+        key = id(batches)
+        if key not in self._sources:
+            source = batches()
+            source.bind(self.data, self.graph, self.runtime)
+            self._sources[key] = source
+        return self._sources[key]
+
+    def evaluate(self, model: Classifier, batches: ComponentSpec | BatchSource) -> Metrics:
+        """The task's metrics for ``model`` over every node (eval mode)."""
+        return to_floats(self._evaluate(model, batches))
+
+    @torch.no_grad()
+    def _evaluate(self, model: Classifier, batches: ComponentSpec | BatchSource,
+                  ) -> Mapping[str, Any]:
+        model.eval()
+        out = self.batch_source(batches).infer(model)
+        return self.task.evaluate(out, self.data)  # tensors: read once with the losses
+
+    def train(self, model: Classifier, *, optimizer: ComponentSpec,
+              batches: ComponentSpec | BatchSource, epochs: int,
+              regularizers: Iterable[torch.nn.Module] = (), patience: int | None = None,
+              steps_per_epoch: int | None = None, labels: torch.Tensor | None = None,
+              labeled: torch.Tensor | None = None, phase: str = "train",
+              record: dict[str, Any] | None = None) -> FitResult:
+        """Train ``model`` with the shared step and keep its best weights by the task's
+        monitored metric.
+
+        Each epoch is one pass over ``batches`` (or ``steps_per_epoch`` optimizer steps,
+        continuing across passes) followed by an evaluation. ``labels``/``labeled`` (per
+        dataset node; default: the dataset's labels and training mask) say what the
+        loss may train on. The optimizer covers the model's and the regularizers'
+        parameters.
+        """
+        regs = list(regularizers)
+        source = self.batch_source(batches)
+        params = [*model.parameters(), *(p for r in regs for p in r.parameters())]
+        opt = optimizer(params)
+        loop = StepLoop(model, opt, self.task, source, regs,
+                        self.data.labels if labels is None else labels,
+                        self.data.train_mask if labeled is None else labeled)
+        def train_step(epoch: int) -> dict[str, torch.Tensor]:
+            return loop.epoch() if steps_per_epoch is None else loop.steps(steps_per_epoch)
+
+        task = self.task
+        return self.engine.fit(model, train_step=train_step,
+                               evaluate=lambda: self._evaluate(model, source), epochs=epochs,
+                               patience=patience, monitor=task.monitor, mode=task.mode,
+                               tie_break=task.tie_break, phase=phase, record=record)

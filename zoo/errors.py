@@ -20,6 +20,18 @@ class DataError(ZooError):
 
 
 class PluginError(ZooError):
-    """A plugin failed to load or clashes with another plugin."""
+    """A plugin failed to load, broke a registration rule, or clashes with another plugin."""
 
     exit_code = 1
+
+
+class ContractError(ZooError):
+    """A component broke its kind's contract at run time (returned the wrong thing); the
+    message names the component and what it returned (CLI exit code 1)."""
+
+    exit_code = 1
+
+
+class UsageError(ConfigError):
+    """The command line is malformed (an override that is not KEY=VALUE, bad YAML in a
+    value); the CLI prints the command's usage with the error (exit code 2)."""

@@ -12,6 +12,7 @@ Environment:
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from dataclasses import asdict, dataclass, field
@@ -22,10 +23,11 @@ import pluggy
 
 from zoo import hookspec
 from zoo.errors import PluginError
-from zoo.registry import PluginRegistrar, Registry
+from zoo.registry import BUILTIN_DISTRIBUTION, PluginRegistrar, Registry
+from zoo.schema import suggest
 
 GROUP = "zoo.plugins"
-BUILTIN_DISTRIBUTION = "zoo"
+HOOKS = tuple(name for name in dir(hookspec) if name.startswith("zoo_"))
 
 
 @dataclass
@@ -40,6 +42,7 @@ class PluginInfo:
     status: str = "loaded"  # loaded | failed | skipped
     components: list[str] = field(default_factory=list)
     error: str | None = None
+    refused: list[str] = field(default_factory=list)  # components not offered, and why
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,6 +99,12 @@ class PluginManager:
                 info.error = "not in ZOO_PLUGINS"
                 continue
             self._load_one(ep, info, strict)
+        if allowed:
+            names = {p.name for p in self.plugins if not p.builtin}
+            for name in sorted(allowed - names):
+                self._warn(f"ZOO_PLUGINS names '{name}', which no installed plugin provides"
+                           f"{suggest(name, names)}; installed plugins: "
+                           f"{', '.join(sorted(names)) or 'none'}")
         return self.plugins
 
     def load_module(self, module: Any, name: str, *, distribution: str = "",
@@ -130,22 +139,56 @@ class PluginManager:
             self.pm.unregister(module)
             self._fail(info, f"raised in zoo_register: {_describe(e)}", strict, e)
             return
+        hook_problems = misspelled_hooks(module)
+        for problem in hook_problems:
+            self._fail(info, problem, strict, None, status="loaded")
         added, clashes = registrar.commit(self.registry)
         info.components = [f"{c.kind}:{c.name}" for c in added]
-        if clashes:
-            self._fail(info, "; ".join(clashes), strict, None, status="loaded")
+        info.refused = list(registrar.refused)
+        for problem in registrar.refused:
+            self._fail(info, f"{problem}; it is not offered", strict, None, status="loaded")
+        for clash in clashes:
+            self._fail(info, clash, strict, None, status="loaded")
+        if not registrar.pending and not registrar.refused and not hook_problems:
+            self._fail(info, "registers no components; its zoo_register hook (decorated "
+                       "with @zoo.hookimpl) must call registry.add(kind, name, factory)",
+                       strict, None, status="loaded")
 
     def _fail(self, info: PluginInfo, message: str, strict: bool, exc: BaseException | None,
               status: str = "failed") -> None:
-        info.status, info.error = status, message
-        text = f"plugin '{info.name}' ({info.distribution} {info.version}) {message}".replace(
-            "  ", " ")
+        info.status = status
+        info.error = message if info.error is None else f"{info.error}; {message}"
+        origin = f"{info.distribution} {info.version}".strip()
+        text = f"plugin '{info.name}'{f' ({origin})' if origin else ''} {message}"
         if strict:
             raise PluginError(text + " (ZOO_STRICT_PLUGINS is set)") from exc
-        if not self.warn:
-            return
-        print(f"zoo: warning: {text}; skipped (set ZOO_STRICT_PLUGINS=1 to make this an error)"
-              if status == "failed" else f"zoo: warning: {text}", file=sys.stderr)
+        self._warn(f"{text}; skipped (set ZOO_STRICT_PLUGINS=1 to make this an error)"
+                   if status == "failed" else text)
+
+    def _warn(self, text: str) -> None:
+        if self.warn:
+            print(f"zoo: warning: {text}", file=sys.stderr)
+
+
+def misspelled_hooks(module: Any) -> list[str]:
+    """Hooks a plugin module meant to define but the zoo will never call: a function
+    marked ``@zoo.hookimpl`` under a name that is no zoo hook (``zoo_registr``), or a
+    zoo hook's name without the marker."""
+    problems = []
+    for name, value in vars(module).items():
+        if not inspect.isfunction(value) or getattr(value, "__module__", None) != module.__name__:
+            continue
+        marked = hasattr(value, hookspec.PROJECT + "_impl")
+        if marked and name not in HOOKS:
+            problems.append(f"defines hook '{name}', which is not a zoo hook"
+                            f"{suggest(name, HOOKS)}; zoo hooks are {', '.join(HOOKS)}")
+        elif not marked and name in HOOKS:
+            problems.append(f"defines {name} without @zoo.hookimpl, so the zoo never calls it; "
+                            "decorate it")
+        elif not marked and name.startswith("zoo_") and suggest(name, HOOKS):
+            problems.append(f"defines '{name}'{suggest(name, HOOKS)}; a hook needs the name "
+                            "of a zoo hook and @zoo.hookimpl")
+    return problems
 
 
 def _dist_name(ep: metadata.EntryPoint) -> str:

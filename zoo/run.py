@@ -19,13 +19,22 @@ from omegaconf import OmegaConf
 from zoo.errors import ConfigError
 
 
+def default_file_mode() -> int:
+    """The mode a plain ``open()`` gives a new file: 0o666 less the process's umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and an atomic rename."""
+    """Write ``text`` to ``path`` through a temporary file and an atomic rename; the file
+    gets the user's normal mode (``mkstemp`` alone would make it 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -85,18 +94,18 @@ class RunWriter:
 
 
 def summarize(config: dict[str, Any], seeds: list[int], per_seed: list[dict[str, float]],
-              epoch_ms: list[float], wall_s: float) -> dict[str, Any]:
-    """The ``summary.json`` object: config, seeds, metrics (mean/std/values), timing."""
+              epoch_ms: list[float], wall_s: float,
+              task: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``summary.json`` object: config, seeds, the task (name, monitored metric and
+    its direction), every metric the seeds reported (mean/std/values), timing."""
     keys: list[str] = []
     for m in per_seed:
         keys.extend(k for k in m if k not in keys)
-    for required in ("test_accuracy", "val_accuracy"):
-        if required not in keys:
-            keys.insert(0, required)
     metrics = {k: stats([m.get(k, math.nan) for m in per_seed]) for k in keys}
     return {
         "config": config,
         "seeds": list(seeds),
+        **({"task": task} if task is not None else {}),
         "metrics": metrics,
         "timing": {"epoch_ms_median": median(epoch_ms) if epoch_ms else 0.0,
                    "wall_s": round(wall_s, 3)},
@@ -106,8 +115,9 @@ def summarize(config: dict[str, Any], seeds: list[int], per_seed: list[dict[str,
 class Progress:
     """A live progress bar on stderr (a line per seed when stderr is not a terminal)."""
 
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(self, enabled: bool = True, monitor: str = "val_accuracy") -> None:
         self.enabled = enabled
+        self.shown = ("loss", monitor, "best_" + monitor)
         self._bar = None
         self._task = None
         self._phase = None
@@ -129,7 +139,7 @@ class Progress:
         if self._bar is None:
             return
         status = "  ".join(f"{k} {v:.3f}" for k, v in metrics.items()
-                           if k in ("loss", "val_accuracy", "best_val_accuracy"))
+                           if k in self.shown)
         desc = f"{label} {phase}"
         if self._task is None or self._phase != desc:
             if self._task is not None:

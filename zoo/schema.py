@@ -1,18 +1,27 @@
 """Config schemas derived from a component's signature — one source of truth.
 
 A component's keyword-only parameters (after ``*``) are its config: their type hints
-give validation, their defaults give defaults, and the ``Args:`` section of the
-docstring gives the text ``zoo show`` prints. Positional parameters are inputs the zoo
-supplies while assembling a model (``in_dim``, ``out_dim``, the dataset...).
+give validation (ranges too: ``Annotated[int, Ge(1)]``), their defaults give defaults,
+and the ``Args:`` section of the docstring gives the text ``zoo show`` prints.
+Positional parameters are inputs the zoo supplies while assembling (``in_dim``,
+``out_dim``, the dataset...), fixed per kind by :mod:`zoo.contracts`.
+
+Two phases: :func:`coerce` checks a config value against its hint and returns the
+plain, JSON-able value that goes into the resolved ``config.yaml``; :func:`materialize`
+turns that value into what the factory receives (a nested component section becomes a
+:class:`ComponentSpec` the component can build, a dataclass section its instance).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
+import math
 import re
 import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
@@ -24,9 +33,46 @@ REQUIRED = inspect.Parameter.empty
 @dataclass(frozen=True)
 class Kind:
     """Marks a parameter as a nested component section of a kind:
-    ``encoder: Annotated[dict, Kind("encoder")] = {"name": "mlp"}``."""
+    ``encoder: Annotated[dict, Kind("encoder")] = {"name": "mlp"}``. The component
+    receives a :class:`ComponentSpec` it calls to build the section's component."""
 
     kind: str
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A range constraint on a number: ``Annotated[int, Ge(1)]``, ``Annotated[float,
+    Ge(0), Lt(1)]``. Shown by ``zoo show`` and checked before anything is built."""
+
+    op: str
+    value: float
+
+    def holds(self, x: float) -> bool:
+        return {">=": x >= self.value, ">": x > self.value, "<=": x <= self.value,
+                "<": x < self.value}[self.op]
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.value:g}"
+
+
+def Ge(value: float) -> Bound:  # noqa: N802 - reads like annotated-types' markers
+    """Greater than or equal to ``value``."""
+    return Bound(">=", value)
+
+
+def Gt(value: float) -> Bound:  # noqa: N802
+    """Greater than ``value``."""
+    return Bound(">", value)
+
+
+def Le(value: float) -> Bound:  # noqa: N802
+    """Less than or equal to ``value``."""
+    return Bound("<=", value)
+
+
+def Lt(value: float) -> Bound:  # noqa: N802
+    """Less than ``value``."""
+    return Bound("<", value)
 
 
 @dataclass(frozen=True)
@@ -46,6 +92,28 @@ class Param:
         return type_name(self.type)
 
 
+class ComponentSpec:
+    """A nested component section, bound to the experiment's registry.
+
+    Call it with the kind's inputs to build a fresh component:
+    ``self.encoder(in_dim, None)``; ``name`` and ``config`` are the section.
+    """
+
+    def __init__(self, kind: str, config: dict[str, Any],
+                 build: Callable[..., Any], path: str = "") -> None:
+        self.kind, self.config, self._build, self.path = kind, dict(config), build, path
+
+    @property
+    def name(self) -> str:
+        return str(self.config["name"])
+
+    def __call__(self, *inputs: Any) -> Any:
+        return self._build(self.kind, self.config, *inputs, path=self.path or self.kind)
+
+    def __repr__(self) -> str:
+        return f"ComponentSpec({self.kind!r}, {self.config!r})"
+
+
 def suggest(word: str, choices: typing.Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
@@ -60,14 +128,15 @@ def parse_arg_docs(doc: str | None) -> dict[str, str]:
     lines = inspect.cleandoc(doc).splitlines()
     in_args, current, indent = False, None, None
     for line in lines:
-        header = re.match(r"^(Args|Arguments|Parameters):\s*$", line.strip())
+        header = re.match(r"^(Args|Arguments|Parameters|Attributes|Fields):\s*$", line.strip())
         if header and not line.startswith(" "):
-            in_args, current = True, None
+            in_args, current, indent = True, None, None
             continue
         if not in_args:
             continue
         if line.strip() and not line.startswith(" "):
-            break  # the next section
+            in_args = False  # the next section
+            continue
         m = re.match(r"^(\s+)(\w+)(?:\s*\([^)]*\))?:\s*(.*)$", line)
         if m and (indent is None or len(m.group(1)) == indent):
             indent, current = len(m.group(1)), m.group(2)
@@ -77,20 +146,34 @@ def parse_arg_docs(doc: str | None) -> dict[str, str]:
     return docs
 
 
+def own_doc(obj: Any) -> str:
+    """``obj``'s own docstring: not one inherited from a base class (``nn.Module``'s)."""
+    if inspect.isclass(obj):
+        doc = vars(obj).get("__doc__")
+    else:
+        doc = getattr(obj, "__doc__", None)
+    return inspect.cleandoc(doc) if isinstance(doc, str) else ""
+
+
 def summary_line(obj: Any) -> str:
-    """The first line of ``obj``'s docstring (what ``zoo list`` shows)."""
-    doc = inspect.getdoc(obj) or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+    """The first line of ``obj``'s own docstring (what ``zoo list`` shows)."""
+    doc = own_doc(obj).strip()
+    return doc.splitlines()[0] if doc else ""
 
 
-def derive_params(factory: Any) -> tuple[tuple[str, ...], dict[str, Param]]:
-    """Split ``factory``'s signature into (positional inputs, keyword-only config params)."""
+def _hints(target: Any) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(target, include_extras=True)
+    except Exception:  # unresolvable forward refs: fall back to raw annotations
+        return {}
+
+
+def derive_params(factory: Any) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, Param]]:
+    """Split ``factory``'s signature into (required positional inputs, positional
+    parameters with a default — a forgotten ``*``, keyword-only config params)."""
     target = factory.__init__ if inspect.isclass(factory) else factory
     sig = inspect.signature(target)
-    try:
-        hints = typing.get_type_hints(target, include_extras=True)
-    except Exception:  # unresolvable forward refs: fall back to raw annotations
-        hints = {}
+    hints = _hints(target)
     docs: dict[str, str] = {}
     # A subclass inherits its bases' parameter docs and may document only what it changes.
     for source in reversed(factory.__mro__[:-1]) if inspect.isclass(factory) else [factory]:
@@ -98,6 +181,7 @@ def derive_params(factory: Any) -> tuple[tuple[str, ...], dict[str, Param]]:
         if inspect.isclass(source) and "__init__" in vars(source):
             docs.update(parse_arg_docs(source.__init__.__doc__))
     inputs: list[str] = []
+    defaulted: list[str] = []
     params: dict[str, Param] = {}
     for i, (name, p) in enumerate(sig.parameters.items()):
         if inspect.isclass(factory) and i == 0:
@@ -107,20 +191,95 @@ def derive_params(factory: Any) -> tuple[tuple[str, ...], dict[str, Param]]:
         if p.kind == p.KEYWORD_ONLY:
             tp = hints.get(name, p.annotation if p.annotation is not p.empty else Any)
             params[name] = Param(name, tp, p.default, docs.get(name, ""))
+        elif p.default is not p.empty:
+            defaulted.append(name)
         else:
             inputs.append(name)
-    return tuple(inputs), params
+    return tuple(inputs), tuple(defaulted), params
+
+
+def dataclass_params(cls: type) -> dict[str, Param]:
+    """The fields of a dataclass section as parameters (docs from its ``Args:``)."""
+    hints = _hints(cls)
+    docs = parse_arg_docs(cls.__doc__)
+    out: dict[str, Param] = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = REQUIRED
+        out[f.name] = Param(f.name, hints.get(f.name, f.type), default, docs.get(f.name, ""))
+    return out
+
+
+def _split_annotated(tp: Any) -> tuple[Any, list[Any]]:
+    if typing.get_origin(tp) is typing.Annotated:
+        base, *meta = typing.get_args(tp)
+        return base, meta
+    return tp, []
+
+
+def unexpressible(tp: Any) -> str | None:
+    """Why a config cannot express values of type hint ``tp`` (None if it can)."""
+    base, meta = _split_annotated(tp)
+    if meta:
+        problem = unexpressible(base)
+        if problem:
+            return problem
+        kinds = [m for m in meta if isinstance(m, Kind)]
+        if kinds and base not in (dict, typing.Dict) and typing.get_origin(base) is not dict:  # noqa: UP006
+            return "a Kind(...) section must annotate dict"
+        if any(isinstance(m, Bound) for m in meta) and base not in (int, float):
+            return "range constraints (Ge, Gt, Le, Lt) apply to int and float only"
+        return None
+    origin = typing.get_origin(tp)
+    if tp is Any or tp is inspect.Parameter.empty or tp in (int, float, bool, str, type(None)):
+        return None
+    if tp in (list, tuple, dict):
+        return None
+    if origin is Literal:
+        bad = [a for a in typing.get_args(tp) if not isinstance(a, (str, int, float, bool))
+               and a is not None]
+        return f"Literal choices must be str, int, float, bool or None, not {bad[0]!r}" if bad \
+            else None
+    if origin in (Union, types.UnionType, list, tuple, typing.Sequence) or origin is dict:
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        if origin is dict and args and args[0] is not str:
+            return "mapping keys must be str"
+        for a in args:
+            problem = unexpressible(a)
+            if problem:
+                return problem
+        return None
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        for p in dataclass_params(tp).values():
+            problem = unexpressible(p.type)
+            if problem:
+                return f"field '{p.name}': {problem}"
+        return None
+    return (f"{type_name(tp)} cannot be written in a YAML config; take a str choice "
+            "(Literal[...]) or numbers and build the object inside the component")
 
 
 def type_name(tp: Any) -> str:
-    """A readable name for a type hint (``int``, ``list[float]``, ``'a' | 'b'``)."""
+    """A readable name for a type hint (``int >= 1``, ``list[float]``, ``'a' | 'b'``)."""
     origin = typing.get_origin(tp)
-    if tp is Any:
+    if tp is Any or tp is inspect.Parameter.empty:
         return "any"
     if origin is typing.Annotated:
         base, *meta = typing.get_args(tp)
         kinds = [m.kind for m in meta if isinstance(m, Kind)]
-        return f"{kinds[0]} section" if kinds else type_name(base)
+        if kinds:
+            return f"{kinds[0]} section"
+        bounds = [m for m in meta if isinstance(m, Bound)]
+        name = type_name(base)
+        if len(bounds) == 2 and bounds[0].op.startswith(">") and bounds[1].op.startswith("<"):
+            lo, hi = bounds
+            return (f"{name} in {'[' if lo.op == '>=' else '('}{lo.value:g}, "
+                    f"{hi.value:g}{']' if hi.op == '<=' else ')'}")
+        return " ".join([name, *(str(b) for b in bounds)])
     if origin is Literal:
         return " | ".join(repr(a) for a in typing.get_args(tp))
     if origin in (Union, types.UnionType):
@@ -130,14 +289,31 @@ def type_name(tp: Any) -> str:
         return f"{getattr(origin, '__name__', str(origin))}[{args}]"
     if tp is type(None):
         return "null"
+    if dataclasses.is_dataclass(tp):
+        return "section"
     return getattr(tp, "__name__", str(tp))
 
 
-def coerce(value: Any, tp: Any, path: str, check_section: Any = None) -> Any:
-    """Check ``value`` against type hint ``tp`` and return it (ints widen to floats,
-    lists to tuples where asked). Raises :class:`ConfigError` naming ``path``.
+def merge_section(value: Any, default: Any) -> Any:
+    """A nested component section given in part: keys it leaves out come from the
+    parameter's default section when both name the same component (or the value names
+    none), so ``trainer.optimizer.lr=0.005`` keeps the default optimizer."""
+    if isinstance(value, str):
+        value = {"name": value}
+    if not (isinstance(value, Mapping) and isinstance(default, Mapping)):
+        return value
+    if value.get("name") in (None, default.get("name")):
+        return {**default, **value}
+    return value
 
-    ``check_section(kind, section, path)`` validates nested component sections.
+
+def coerce(value: Any, tp: Any, path: str, check_section: Any = None,
+           default: Any = REQUIRED) -> Any:
+    """Check ``value`` against type hint ``tp`` and return its plain form (ints widen to
+    floats, lists to tuples where asked). Raises :class:`ConfigError` naming ``path``.
+
+    ``check_section(kind, section, path)`` validates nested component sections;
+    ``default`` (the parameter's) fills what a partial nested section leaves out.
     """
     origin = typing.get_origin(tp)
     if tp is Any or tp is inspect.Parameter.empty:
@@ -146,11 +322,16 @@ def coerce(value: Any, tp: Any, path: str, check_section: Any = None) -> Any:
         base, *meta = typing.get_args(tp)
         kinds = [m for m in meta if isinstance(m, Kind)]
         if kinds and check_section is not None:
-            if not isinstance(value, dict):
+            value = merge_section(value, default)
+            if not isinstance(value, Mapping):
                 raise ConfigError(f"{path}: expected a {kinds[0].kind} section (a mapping with "
                                   f"'name'), got {_show(value)}")
-            return check_section(kinds[0].kind, value, path)
-        return coerce(value, base, path, check_section)
+            return check_section(kinds[0].kind, dict(value), path)
+        out = coerce(value, base, path, check_section, default)
+        for bound in (m for m in meta if isinstance(m, Bound)):
+            if not bound.holds(out):
+                raise ConfigError(f"{path}: must be {bound}, got {out!r}")
+        return out
     if origin is Literal:
         choices = typing.get_args(tp)
         if value in choices and not (isinstance(value, bool) and True not in choices):
@@ -163,13 +344,12 @@ def coerce(value: Any, tp: Any, path: str, check_section: Any = None) -> Any:
         if value is None and len(options) < len(typing.get_args(tp)):
             return None
         if len(options) == 1:  # `X | None` with a value: X's own, more precise, errors
-            return coerce(value, options[0], path, check_section)
-        errors = []
+            return coerce(value, options[0], path, check_section, default)
         for arg in typing.get_args(tp):
             try:
-                return coerce(value, arg, path, check_section)
-            except ConfigError as e:
-                errors.append(e)
+                return coerce(value, arg, path, check_section, default)
+            except ConfigError:
+                pass
         raise ConfigError(f"{path}: expected {type_name(tp)}, got {_show(value)}")
     if tp is type(None):
         if value is None:
@@ -188,11 +368,13 @@ def coerce(value: Any, tp: Any, path: str, check_section: Any = None) -> Any:
         out = [coerce(v, item, f"{path}[{i}]", check_section) for i, v in enumerate(value)]
         return tuple(out) if (origin is tuple or tp is tuple) else out
     if origin is dict or tp is dict:
-        if not isinstance(value, dict):
+        if not isinstance(value, Mapping):
             raise ConfigError(f"{path}: expected a mapping, got {_show(value)}")
         args = typing.get_args(tp)
         vt = args[1] if len(args) == 2 else Any
         return {k: coerce(v, vt, f"{path}.{k}", check_section) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return coerce_fields(value, dataclass_params(tp), path, check_section, "section")
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -201,6 +383,8 @@ def coerce(value: Any, tp: Any, path: str, check_section: Any = None) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{path}: expected a finite number, got {value}")
             return float(value)
     elif tp is str:
         if isinstance(value, str):
@@ -213,6 +397,72 @@ def coerce(value: Any, tp: Any, path: str, check_section: Any = None) -> Any:
     raise ConfigError(f"{path}: expected {type_name(tp)}, got {_show(value)}")
 
 
+def coerce_fields(value: Any, params: Mapping[str, Param], path: str, check_section: Any,
+                  what: str, renamed: Mapping[str, str] | None = None,
+                  skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Validate a mapping of named parameters (a component's or a dataclass section's):
+    unknown keys with did-you-mean, renamed keys with their new place, defaults filled;
+    keys in ``skip`` are left out."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{path}: expected a mapping, got {_show(value)}")
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key in skip:
+            continue
+        if key not in params:
+            if renamed and key in renamed:
+                raise ConfigError(f"{path}.{key} has moved: write {path}.{renamed[key]} "
+                                  "instead")
+            hint = suggest(str(key), params) or (
+                f"; {what} takes {', '.join(params) or 'no parameters'}")
+            raise ConfigError(f"{path}.{key}: unknown key for {what}{hint}")
+        p = params[key]
+        out[key] = coerce(item, p.type, f"{path}.{key}", check_section, p.default)
+    for p in params.values():
+        if p.name not in out:
+            if p.required:
+                raise ConfigError(f"{path}.{p.name} is required by {what} "
+                                  f"({p.type_name()}){': ' + p.doc if p.doc else ''}")
+            # Defaults go through the same checks (and nested sections get theirs filled).
+            out[p.name] = coerce(p.default, p.type, f"{path}.{p.name}", check_section,
+                                 p.default)
+    return out
+
+
+def _is_section(tp: Any) -> bool:
+    """Whether ``tp`` (maybe ``X | None``) holds a nested component or dataclass section."""
+    base, meta = _split_annotated(tp)
+    if any(isinstance(m, Kind) for m in meta):
+        return True
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        return any(_is_section(a) for a in typing.get_args(tp))
+    return dataclasses.is_dataclass(base) and isinstance(base, type)
+
+
+def materialize(value: Any, tp: Any, make_spec: Callable[[str, dict, str], Any],
+                path: str) -> Any:
+    """What the factory receives for a validated ``value``: nested component sections
+    become :class:`ComponentSpec` objects, dataclass sections their instances."""
+    if value is None:
+        return None
+    base, meta = _split_annotated(tp)
+    kinds = [m for m in meta if isinstance(m, Kind)]
+    if kinds and isinstance(value, Mapping):
+        return make_spec(kinds[0].kind, dict(value), path)
+    if typing.get_origin(base) in (Union, types.UnionType):
+        for arg in typing.get_args(base):
+            if arg is not type(None) and _is_section(arg):
+                return materialize(value, arg, make_spec, path)
+        return value
+    if dataclasses.is_dataclass(base) and isinstance(base, type) and isinstance(value, Mapping):
+        params = dataclass_params(base)
+        return base(**{k: materialize(v, params[k].type, make_spec, f"{path}.{k}")
+                       for k, v in value.items()})
+    return value
+
+
 def _show(value: Any) -> str:
     if isinstance(value, str):
         return f"the string {value!r}"
@@ -222,6 +472,6 @@ def _show(value: Any) -> str:
         return "null"
     if isinstance(value, (list, tuple)):
         return "a list"
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return "a mapping"
     return f"{type(value).__name__} {value!r}"

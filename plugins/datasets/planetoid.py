@@ -43,7 +43,7 @@ from zoo_plugins.datasets import fetch as fetch_mod
 from zoo_plugins.datasets.safe_pickle import safe_load
 
 import zoo
-from zoo.data import GraphData
+from zoo.contracts import GraphData
 from zoo.errors import ConfigError, DataError
 
 SUBSETS = ("cora", "citeseer", "pubmed")

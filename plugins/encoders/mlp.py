@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Literal
+
 
 import torch
 from torch import nn
 
 import zoo
-from zoo.data import ModelOutput
-from zoo_plugins.layers import Linear, dropout, make_activation
-
-Activation = Literal["relu", "elu", "leaky_relu", "gelu", "tanh", "sigmoid", "identity"]
+from zoo.contracts import ModelOutput
+from zoo_plugins.layers import (
+    Activation,
+    Count,
+    DropoutRate,
+    Linear,
+    Units,
+    dropout,
+    make_activation,
+)
 
 
 class MLP(nn.Module):
@@ -28,8 +34,8 @@ class MLP(nn.Module):
         activation: non-linearity after each hidden layer.
     """
 
-    def __init__(self, in_dim: int, out_dim: int | None, *, hidden: int = 64, layers: int = 2,
-                 dropout: float = 0.5, activation: Activation = "relu") -> None:
+    def __init__(self, in_dim: int, out_dim: int | None, *, hidden: Units = 64, layers: Count = 2,
+                 dropout: DropoutRate = 0.5, activation: Activation = "relu") -> None:
         super().__init__()
         if layers < 1:
             raise ValueError("mlp needs layers >= 1")

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from zoo.errors import ConfigError, DataError
-from zoo_plugins.trainers.neighbors import top_neighbor_edges
+from zoo_plugins.neighbors import top_neighbor_edges
 
 Combine = Literal["max", "sum"]
 Factory = TypeVar("Factory", bound=Callable)

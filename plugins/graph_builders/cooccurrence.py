@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 import zoo
-from zoo.data import GraphData
+from zoo.contracts import GraphData
 from zoo.errors import ConfigError, DataError
 from zoo_plugins.graph_builders.common import Combine, finalize_graph, with_common_args
 

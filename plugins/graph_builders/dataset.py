@@ -6,7 +6,7 @@ import dgl
 import numpy as np
 
 import zoo
-from zoo.data import GraphData
+from zoo.contracts import GraphData
 from zoo_plugins.graph_builders.common import Combine, finalize_graph, graph_edges, \
     with_common_args
 

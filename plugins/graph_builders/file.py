@@ -5,7 +5,7 @@ from __future__ import annotations
 import dgl
 
 import zoo
-from zoo.data import GraphData
+from zoo.contracts import GraphData
 from zoo.graphio import load_graph
 from zoo_plugins.graph_builders.common import Combine, finalize_graph, graph_edges, \
     with_common_args

@@ -35,11 +35,11 @@ import scipy.sparse as sp
 import torch
 
 import zoo
-from zoo.data import GraphData, ModelOutput
+from zoo.contracts import GraphData, ModelOutput
 from zoo.errors import ConfigError, DataError
-from zoo.schema import Kind
+from zoo.schema import ComponentSpec, Kind
 from zoo_plugins.graph_builders.common import Combine, finalize_graph, with_common_args
-from zoo_plugins.trainers.neighbors import top_neighbor_edges
+from zoo_plugins.neighbors import top_neighbor_edges
 
 Method = Literal["auto", "exact", "approximate"]
 Ann = Literal["auto", "faiss", "nn_descent"]
@@ -266,13 +266,10 @@ def load_embeddings(path: str, num_nodes: int) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
-@with_common_args
-def encode(data: GraphData, section: dict) -> torch.Tensor:
-    """Embeddings of every node from an encoder section, built through the registry."""
-    from zoo.api import default_registry
-
-    model = default_registry().build("encoder", section, data.num_features, None,
-                                     path="graph.encoder")
+def encode(data: GraphData, encoder: ComponentSpec) -> torch.Tensor:
+    """Embeddings of every node from an encoder section (built from the experiment's
+    registry, with no output size), in eval mode."""
+    model = encoder(data.num_features, None)
     model.eval()
     with torch.no_grad():
         out = model(data.features)
@@ -280,6 +277,7 @@ def encode(data: GraphData, section: dict) -> torch.Tensor:
     return out.detach().to(torch.float32)
 
 
+@with_common_args
 def knn_graph(data: GraphData, *, k: int | None = None, threshold: float | None = 0.8,
               embeddings: Embeddings = "features", embeddings_file: str | None = None,
               encoder: Annotated[dict, Kind("encoder")] | None = None,

@@ -12,7 +12,7 @@ Stacking two blocks with a linear first encoder gives NSL's
 
 from __future__ import annotations
 
-from typing import Literal
+
 
 import dgl
 import dgl.function as fn
@@ -20,10 +20,16 @@ import torch
 from torch import nn
 
 import zoo
-from zoo.data import ModelOutput
-from zoo_plugins.layers import Linear, dropout, make_activation
-
-Activation = Literal["relu", "elu", "leaky_relu", "gelu", "tanh", "sigmoid", "identity"]
+from zoo.contracts import ModelOutput
+from zoo_plugins.layers import (
+    Activation,
+    Count,
+    DropoutRate,
+    Linear,
+    Units,
+    dropout,
+    make_activation,
+)
 
 
 class MLPFunction(nn.Module):
@@ -98,8 +104,8 @@ class CommNet(nn.Module):
             once per block.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, *, hidden: int = 16, blocks: int = 2,
-                 mlp_layers: int = 1, activation: Activation = "relu", dropout: float = 0.5,
+    def __init__(self, in_dim: int, out_dim: int, *, hidden: Units = 16, blocks: Count = 2,
+                 mlp_layers: Count = 1, activation: Activation = "relu", dropout: DropoutRate = 0.5,
                  share_encoder: bool = True) -> None:
         super().__init__()
         if blocks < 1 or mlp_layers < 1:

@@ -24,8 +24,9 @@ import torch
 from torch import nn
 
 import zoo
-from zoo.data import ModelOutput
-from zoo_plugins.node_models.commnet import Activation, MLPFunction
+from zoo.contracts import ModelOutput
+from zoo_plugins.layers import Activation, Count, DropoutRate, Units
+from zoo_plugins.node_models.commnet import MLPFunction
 
 Aggregation = Literal["sum", "mean", "max"]
 REDUCERS = {"sum": fn.sum, "mean": fn.mean, "max": fn.max}
@@ -97,8 +98,8 @@ class GraphNet(nn.Module):
         edge_to_global: how the global aggregates the edges: 'sum', 'mean' or 'max'.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, *, hidden: int = 64, blocks: int = 2,
-                 mlp_layers: int = 1, activation: Activation = "relu", dropout: float = 0.5,
+    def __init__(self, in_dim: int, out_dim: int, *, hidden: Units = 64, blocks: Count = 2,
+                 mlp_layers: Count = 1, activation: Activation = "relu", dropout: DropoutRate = 0.5,
                  edge_to_node: Aggregation = "mean", node_to_global: Aggregation = "mean",
                  edge_to_global: Aggregation = "mean") -> None:
         super().__init__()

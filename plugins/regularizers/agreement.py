@@ -21,15 +21,14 @@ node embeddings it needs are computed once per hand-over, not per step.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import zoo
-from zoo.data import RegularizerInput
-from zoo.errors import ConfigError
+from zoo.schema import Ge
 
 
 class AgreementRegularizer(nn.Module):
@@ -51,17 +50,14 @@ class AgreementRegularizer(nn.Module):
             believed to agree are pulled together (the reference's option).
     """
 
-    def __init__(self, *, reg_weight_ll: float = 0.0, reg_weight_lu: float = 0.1,
-                 reg_weight_uu: float = 0.05, num_pairs_reg: int | None = 128,
+    def __init__(self, *, reg_weight_ll: Annotated[float, Ge(0)] = 0.0,
+                 reg_weight_lu: Annotated[float, Ge(0)] = 0.1,
+                 reg_weight_uu: Annotated[float, Ge(0)] = 0.05,
+                 num_pairs_reg: Annotated[int, Ge(1)] | None = 128,
                  use_graph: bool = True, penalize_neg_agr: bool = False) -> None:
         super().__init__()
-        if min(reg_weight_ll, reg_weight_lu, reg_weight_uu) < 0:
-            raise ConfigError("regularizer 'agreement': reg_weight_ll/lu/uu must be >= 0")
-        if num_pairs_reg is not None and num_pairs_reg < 1:
-            raise ConfigError(f"regularizer 'agreement': num_pairs_reg must be >= 1, got "
-                              f"{num_pairs_reg}")
         if num_pairs_reg is None and not use_graph:
-            raise ConfigError("regularizer 'agreement': num_pairs_reg null (every edge) needs "
+            raise zoo.ConfigError("regularizer 'agreement': num_pairs_reg null (every edge) needs "
                               "use_graph: true; give a number of random pairs instead")
         self.weights = (float(reg_weight_ll), float(reg_weight_lu), float(reg_weight_uu))
         self.num_pairs_reg = num_pairs_reg
@@ -70,6 +66,7 @@ class AgreementRegularizer(nn.Module):
         self.agreement_model: Any = None
         self._embeddings: torch.Tensor | None = None
         self._edges: tuple[Any, torch.Tensor, torch.Tensor] | None = None  # (graph, src, dst)
+        self._pools: tuple[tuple, list] | None = None
 
     def set_agreement_model(self, model: Any, features: torch.Tensor | None = None) -> None:
         """Use ``model`` (an ``AgreementModel``; None: no agreement term) from now on.
@@ -97,6 +94,30 @@ class AgreementRegularizer(nn.Module):
             self._edges = (graph, src[keep], dst[keep])
         return self._edges[1], self._edges[2]
 
+    def _edge_pools(self, graph: Any, labeled: torch.Tensor,
+                    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The LL, LU (labeled node left) and UU edges of ``graph``. On the whole graph
+        the labeled set changes only between co-training phases, so they are kept until
+        it does (finding them costs a host synchronisation)."""
+        key = (graph, labeled, labeled._version)  # held, so their ids cannot be reused
+        if self._pools is not None and all(a is b for a, b in zip(self._pools[0][:2], key[:2])) \
+                and self._pools[0][2] == key[2]:
+            return self._pools[1]
+        src, dst = self._graph_edges(graph)
+        ls, ld = labeled[src], labeled[dst]
+        # Orient LU edges labeled -> unlabeled; the graph holds both directions of
+        # an undirected edge, so each such edge appears twice, like the reference's.
+        groups = [(ls & ld, src, dst), (ls & ~ld, src, dst), (~ls & ld, dst, src),
+                  (~ls & ~ld, src, dst)]
+        pools = []
+        for mask, left, right in groups:
+            idx = mask.nonzero().squeeze(1)
+            pools.append((left[idx], right[idx]))
+        pools = [pools[0], (torch.cat([pools[1][0], pools[2][0]]),
+                            torch.cat([pools[1][1], pools[2][1]])), pools[3]]
+        self._pools = (key, pools)
+        return pools
+
     def sample_pairs(self, graph: Any, labeled: torch.Tensor,
                      ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """``num_pairs_reg`` (left, right) row pairs of each type LL, LU, UU (empty when
@@ -104,18 +125,7 @@ class AgreementRegularizer(nn.Module):
         pairs the labeled node is on the left."""
         n = self.num_pairs_reg
         if self.use_graph:
-            src, dst = self._graph_edges(graph)
-            ls, ld = labeled[src], labeled[dst]
-            # Orient LU edges labeled -> unlabeled; the graph holds both directions of
-            # an undirected edge, so each such edge appears twice, like the reference's.
-            groups = [(ls & ld, src, dst), (ls & ~ld, src, dst), (~ls & ld, dst, src),
-                      (~ls & ~ld, src, dst)]
-            pools = []
-            for mask, left, right in groups:
-                idx = mask.nonzero().squeeze(1)
-                pools.append((left[idx], right[idx]))
-            pools = [pools[0], (torch.cat([pools[1][0], pools[2][0]]),
-                                torch.cat([pools[1][1], pools[2][1]])), pools[3]]
+            pools = self._edge_pools(graph, labeled)
             if n is None:
                 return pools
             out = []
@@ -123,7 +133,7 @@ class AgreementRegularizer(nn.Module):
                 if left.numel() == 0:
                     out.append((left, right))
                     continue
-                pick = torch.randint(left.numel(), (n,))
+                pick = torch.randint(left.numel(), (n,), device=left.device)
                 out.append((left[pick], right[pick]))
             return out
         assert n is not None  # checked in __init__: random pairs need a count
@@ -134,7 +144,8 @@ class AgreementRegularizer(nn.Module):
             if a.numel() == 0 or b.numel() == 0:
                 out.append((a[:0], b[:0]))
                 continue
-            out.append((a[torch.randint(a.numel(), (n,))], b[torch.randint(b.numel(), (n,))]))
+            out.append((a[torch.randint(a.numel(), (n,), device=a.device)],
+                        b[torch.randint(b.numel(), (n,), device=b.device)]))
         return out
 
     @torch.no_grad()
@@ -144,7 +155,7 @@ class AgreementRegularizer(nn.Module):
         return torch.sigmoid(self.agreement_model.score(h[left_ids], h[right_ids]))
 
     # -- loss -------------------------------------------------------------------------
-    def forward(self, inp: RegularizerInput) -> torch.Tensor:
+    def forward(self, inp: zoo.RegularizerInput) -> torch.Tensor:
         """The agreement loss for one step (zero without an agreement model)."""
         logits = inp.logits
         if self.agreement_model is None or not any(self.weights):

@@ -8,18 +8,20 @@ mini-batch training) is a (sample, neighbour) pair, labeled or not.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import nn
 
 import zoo
-from zoo.data import RegularizerInput
+from zoo.schema import Ge
+from zoo_plugins.neighbors import neighbor_edges
 from zoo_plugins.regularizers.distances import (
     Distance,
     Target,
     Transform,
     check_distance_config,
     endpoint_outputs,
-    neighbor_edges,
     pairwise_distance,
 )
 
@@ -51,12 +53,12 @@ class GraphDistance(nn.Module):
 
     name = "distance"
 
-    def __init__(self, *, multiplier: float = 0.01, distance: Distance = "l2",
+    def __init__(self, *, multiplier: Annotated[float, Ge(0)] = 0.01, distance: Distance = "l2",
                  transform: Transform = "none", target: Target = "logits",
-                 max_neighbors: int | None = None,
+                 max_neighbors: Annotated[int, Ge(1)] | None = None,
                  stop_gradient_neighbors: bool = False) -> None:
         super().__init__()
-        check_distance_config(self.name, distance, transform, multiplier, max_neighbors)
+        check_distance_config(self.name, distance, transform)
         self.multiplier = multiplier
         self.distance = distance
         self.transform = transform
@@ -64,12 +66,12 @@ class GraphDistance(nn.Module):
         self.max_neighbors = max_neighbors
         self.stop_gradient_neighbors = stop_gradient_neighbors
 
-    def outputs(self, inp: RegularizerInput) -> tuple[torch.Tensor, torch.Tensor]:
+    def outputs(self, inp: zoo.RegularizerInput) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample-side and neighbour-side rows (transformed; neighbours maybe detached)."""
         out = inp.logits if self.target == "logits" else inp.embedding
         return endpoint_outputs(out, self.transform, self.stop_gradient_neighbors)
 
-    def forward(self, inp: RegularizerInput) -> torch.Tensor:
+    def forward(self, inp: zoo.RegularizerInput) -> torch.Tensor:
         """``multiplier`` times the weighted mean edge distance of ``inp.graph``."""
         samples, neighbors, weight = neighbor_edges(inp.graph, self.max_neighbors)
         sample_out, neighbor_out = self.outputs(inp)

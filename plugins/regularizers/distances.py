@@ -22,11 +22,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-import dgl
 import torch
 
 from zoo.errors import ConfigError
-from zoo_plugins.trainers.neighbors import top_neighbor_edges
 
 Distance = Literal["l1", "l2", "cosine", "kl_divergence", "jensen_shannon"]
 Transform = Literal["none", "softmax"]
@@ -67,40 +65,11 @@ def transform_outputs(x: torch.Tensor, transform: Transform) -> torch.Tensor:
     return torch.softmax(x, dim=-1) if transform == "softmax" else x
 
 
-def check_distance_config(name: str, distance: Distance, transform: Transform,
-                          multiplier: float, max_neighbors: int | None) -> None:
+def check_distance_config(name: str, distance: Distance, transform: Transform) -> None:
     """Raise :class:`ConfigError` for a graph-regularization setting that cannot work."""
     if distance in ("kl_divergence", "jensen_shannon") and transform != "softmax":
         raise ConfigError(f"regularizer '{name}': distance '{distance}' compares probability "
                           "distributions; set transform: softmax")
-    if multiplier < 0:
-        raise ConfigError(f"regularizer '{name}': multiplier must be >= 0, got {multiplier}")
-    if max_neighbors is not None and max_neighbors < 1:
-        raise ConfigError(f"regularizer '{name}': max_neighbors must be >= 1 or null (all "
-                          f"neighbours), got {max_neighbors}")
-
-
-def edge_weights(graph: dgl.DGLGraph) -> torch.Tensor:
-    """The graph's float edge weights (``edata['weight']``), or ones if it has none."""
-    weight = graph.edata.get("weight")
-    if weight is None:
-        return torch.ones(graph.num_edges())
-    return weight.reshape(-1).float()
-
-
-def neighbor_edges(graph: dgl.DGLGraph, max_neighbors: int | None,
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(samples, neighbors, weights)`` of the edges graph regularization uses: every
-    edge ``u -> v`` pairs sample ``u`` with its neighbour ``v``; with ``max_neighbors``
-    only each sample's top-``max_neighbors`` out-edges by weight are kept (ties go to
-    the smaller neighbour id)."""
-    src, dst = graph.edges()
-    weight = edge_weights(graph)
-    if max_neighbors is not None:
-        keep = top_neighbor_edges(src, dst, weight, graph.num_nodes(), max_neighbors)
-        if keep.numel() < src.numel():
-            src, dst, weight = src[keep], dst[keep], weight[keep]
-    return src, dst, weight
 
 
 def endpoint_outputs(outputs: torch.Tensor, transform: Transform,

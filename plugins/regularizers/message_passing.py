@@ -19,9 +19,9 @@ import dgl.function as fn
 import torch
 
 import zoo
-from zoo.data import RegularizerInput
+from zoo_plugins.neighbors import neighbor_edges
 from zoo_plugins.regularizers.distance import GraphDistance
-from zoo_plugins.regularizers.distances import neighbor_edges, pairwise_distance
+from zoo_plugins.regularizers.distances import pairwise_distance
 
 
 def node_regularization(graph: dgl.DGLGraph, sample_out: torch.Tensor,
@@ -59,7 +59,7 @@ class MessagePassingRegularizer(GraphDistance):
 
     name = "message_passing"
 
-    def forward(self, inp: RegularizerInput) -> torch.Tensor:
+    def forward(self, inp: zoo.RegularizerInput) -> torch.Tensor:
         """``multiplier`` times the weighted-degree average of the node readouts."""
         sample_out, neighbor_out = self.outputs(inp)
         graph = inp.graph

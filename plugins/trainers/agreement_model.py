@@ -11,23 +11,71 @@ with random negative labeled pairs, or random labeled pairs when the graph is no
 
 from __future__ import annotations
 
-import math
-import time
 import dataclasses
-from dataclasses import dataclass
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.data import ModelOutput
-from zoo.engine import Engine, Metrics
+from zoo.contracts import ModelOutput
+from zoo.engine import Engine, FitResult
+from zoo.schema import Ge, Kind, Lt
 from zoo_plugins.layers import Linear, make_activation
 
 Aggregation = Literal["dist", "add", "concat", "project_dist", "project_add", "project_concat"]
 AGGREGATIONS: tuple[str, ...] = Aggregation.__args__  # type: ignore[attr-defined]
+AgreementSource = Literal["auto", "edges", "random", "edges_and_random"]
+
+
+@dataclass(frozen=True)
+class AgreementOptions:
+    """The agreement model of GAM and how it trains (the ``gam`` trainer's ``agreement``).
+
+    Args:
+        encoder: encoder section of the agreement model, shared by both nodes (built with
+            no output size).
+        aggregation: how the agreement model merges the two embeddings: 'dist'
+            (element-wise squared difference), 'add', 'concat', or 'project_*' (each
+            embedding first projected by a learned layer).
+        projection_dim: output size of the projection for 'project_*' aggregations.
+        predictor_hidden: hidden units of the agreement predictor (0: linear).
+        optimizer: the agreement model's optimizer section (the reference's Adam at lr
+            0.001 barely moves it from 0.5 on row-normalized features in 2000 steps).
+        batch_size: pairs per agreement step (half agreeing, half not).
+        steps: maximum optimizer steps of the agreement model per iteration.
+        patience: stop after this many steps without a better held-out accuracy.
+        eval_every: agreement steps between two evaluations.
+        val_ratio: share of the labeled pairs (or nodes, without the graph) held out to
+            measure the agreement model's accuracy.
+        pairs: what the agreement model learns from: 'edges' (labeled-labeled edges,
+            topped up with random disagreeing labeled pairs; the paper's GAM), 'random'
+            (random labeled pairs; GAM*), 'edges_and_random' (both in every batch), or
+            'auto' (edges, or random pairs when the agreement regularizer has use_graph
+            false).
+        propagation: average the features the agreement model sees over this many hops
+            of the graph first (symmetric-normalized adjacency with self-loops, as SGC);
+            0 gives it the raw node features, as in the paper.
+    """
+
+    encoder: Annotated[dict, Kind("encoder")] = field(default_factory=lambda: {
+        "name": "mlp", "hidden": 128, "layers": 1, "dropout": 0.0, "activation": "leaky_relu"})
+    aggregation: Aggregation = "dist"
+    projection_dim: Annotated[int, Ge(1)] = 64
+    predictor_hidden: Annotated[int, Ge(0)] = 0
+    optimizer: Annotated[dict, Kind("optimizer")] = field(default_factory=lambda: {
+        "name": "adam", "lr": 0.01, "weight_decay": 0.0})
+    batch_size: Annotated[int, Ge(2)] = 128
+    steps: Annotated[int, Ge(1)] = 2000
+    patience: Annotated[int, Ge(1)] = 500
+    eval_every: Annotated[int, Ge(1)] = 10
+    val_ratio: Annotated[float, Ge(0), Lt(1)] = 0.1
+    pairs: AgreementSource = "auto"
+    propagation: Annotated[int, Ge(0)] = 0
 
 
 class AgreementModel(nn.Module):
@@ -119,8 +167,9 @@ def sample_pairs_by_agreement(nodes: torch.Tensor, labels: torch.Tensor, count: 
     classes, counts = torch.unique_consecutive(sorted_labels, return_counts=True)
     offsets = torch.cumsum(counts, 0) - counts
     n = nodes.numel()
+    device = nodes.device
     if agree:
-        first_pos = torch.randint(n, (count,))
+        first_pos = torch.randint(n, (count,), device=device)
     else:
         # Only nodes with some node of another class can start a disagreeing pair.
         has_other = (n - counts) > 0
@@ -128,14 +177,14 @@ def sample_pairs_by_agreement(nodes: torch.Tensor, labels: torch.Tensor, count: 
         if eligible.numel() == 0:
             empty = nodes.new_empty(0)
             return empty, empty
-        first_pos = eligible[torch.randint(eligible.numel(), (count,))]
+        first_pos = eligible[torch.randint(eligible.numel(), (count,), device=device)]
     cls = torch.searchsorted(classes, sorted_labels[first_pos])
     if agree:
-        second_pos = offsets[cls] + (torch.rand(count) * counts[cls]).long().clamp_max(
-            counts[cls] - 1)
+        second_pos = offsets[cls] + (torch.rand(count, device=device) * counts[cls]).long(
+        ).clamp_max(counts[cls] - 1)
     else:
         others = n - counts[cls]
-        r = (torch.rand(count) * others).long().clamp_max(others - 1)
+        r = (torch.rand(count, device=device) * others).long().clamp_max(others - 1)
         second_pos = torch.where(r < offsets[cls], r, r + counts[cls])
     return by_label[first_pos], by_label[second_pos]
 
@@ -181,14 +230,16 @@ class AgreementPairs:
         pos, neg = [], []
         if self.has_pools:
             half = min(share // 2, self.pos.shape[0])
-            pos.append(self.pos[torch.randint(self.pos.shape[0], (half,))])
-            neg.append(self.neg[torch.randint(self.neg.shape[0], (half,))])
+            device = self.pos.device
+            pos.append(self.pos[torch.randint(self.pos.shape[0], (half,), device=device)])
+            neg.append(self.neg[torch.randint(self.neg.shape[0], (half,), device=device)])
         if self.has_random:
             nodes, labels = self.resample  # type: ignore[misc]
             pos.append(torch.stack(sample_pairs_by_agreement(nodes, labels, share // 2, True), 1))
             neg.append(torch.stack(sample_pairs_by_agreement(nodes, labels, share // 2, False), 1))
         p, q = torch.cat(pos), torch.cat(neg)
-        target = torch.cat([torch.ones(p.shape[0]), torch.zeros(q.shape[0])])
+        target = torch.cat([p.new_ones(p.shape[0], dtype=torch.float32),
+                            q.new_zeros(q.shape[0], dtype=torch.float32)])
         return torch.cat([p[:, 0], q[:, 0]]), torch.cat([p[:, 1], q[:, 1]]), target
 
 
@@ -203,7 +254,7 @@ def graph_agreement_pairs(src: torch.Tensor, dst: torch.Tensor, labels: torch.Te
     """
     keep = labeled[src] & labeled[dst] & (src != dst)
     edges = torch.stack([src[keep], dst[keep]], dim=1)
-    perm = torch.randperm(edges.shape[0])
+    perm = torch.randperm(edges.shape[0], device=edges.device)
     num_val = min(int(edges.shape[0] * val_ratio), max_val)
     val, train = edges[perm[:num_val]], edges[perm[num_val:]]
     agree = labels[train[:, 0]] == labels[train[:, 1]]
@@ -235,17 +286,18 @@ def random_agreement_pairs(labels: torch.Tensor, labeled: torch.Tensor,
     """Random pairs of labeled nodes (GAM*, no graph): ``val_ratio`` of the labeled nodes
     are held out, and balanced validation pairs are drawn among them."""
     nodes = labeled.nonzero().squeeze(1)
-    nodes = nodes[torch.randperm(nodes.numel())]
+    nodes = nodes[torch.randperm(nodes.numel(), device=nodes.device)]
     num_val_nodes = int(nodes.numel() * val_ratio)
     val_nodes, train_nodes = nodes[:num_val_nodes], nodes[num_val_nodes:]
     num_val = min(int(nodes.numel() ** 2 * val_ratio), max_val) // 2
     empty = nodes.new_empty(0)
-    vs, vd, target = empty, empty, torch.zeros(0)
+    vs, vd, target = empty, empty, empty.new_zeros(0, dtype=torch.float32)
     if num_val > 0 and val_nodes.numel() > 1 and labels[val_nodes].unique().numel() > 1:
         ps, pd = sample_pairs_by_agreement(val_nodes, labels, num_val, agree=True)
         ns, nd = sample_pairs_by_agreement(val_nodes, labels, num_val, agree=False)
         vs, vd = torch.cat([ps, ns]), torch.cat([pd, nd])
-        target = torch.cat([torch.ones(ps.numel()), torch.zeros(ns.numel())])
+        target = torch.cat([ps.new_ones(ps.numel(), dtype=torch.float32),
+                            ns.new_zeros(ns.numel(), dtype=torch.float32)])
     no_pairs = nodes.new_empty(0, 2)
     return AgreementPairs(no_pairs, no_pairs, vs, vd, target, resample=(train_nodes, labels))
 
@@ -253,64 +305,62 @@ def random_agreement_pairs(labels: torch.Tensor, labeled: torch.Tensor,
 # -- training ------------------------------------------------------------------------
 @torch.no_grad()
 def agreement_metrics(model: AgreementModel, features: torch.Tensor,
-                      pairs: AgreementPairs) -> Metrics:
+                      pairs: AgreementPairs) -> dict[str, torch.Tensor]:
     """Accuracy (threshold 0.5) and cross-entropy of ``model`` on the held-out pairs."""
     model.eval()
-    if pairs.val_target.numel() == 0:
-        return {"val_accuracy": 0.0, "val_loss": 0.0}
     logits = model(features, pairs.val_src, pairs.val_dst)
     return {
-        "val_accuracy": float(((logits > 0).float() == pairs.val_target).float().mean()),
-        "val_loss": float(F.binary_cross_entropy_with_logits(logits, pairs.val_target)),
+        "agreement_val_accuracy": ((logits > 0).float() == pairs.val_target).float().mean(),
+        "agreement_val_loss": F.binary_cross_entropy_with_logits(logits, pairs.val_target),
     }
 
 
 def train_agreement_model(model: AgreementModel, features: torch.Tensor,
-                          pairs: AgreementPairs, engine: Engine, *, lr: float,
-                          weight_decay: float, batch_size: int, steps: int, patience: int,
-                          eval_every: int, phase: str = "agreement",
-                          record: dict[str, Any] | None = None,
-                          timer: dict[str, float] | None = None) -> float:
+                          pairs: AgreementPairs, engine: Engine, *,
+                          optimizer: Callable[[Any], torch.optim.Optimizer], batch_size: int,
+                          steps: int, patience: int, eval_every: int, phase: str = "agreement",
+                          record: dict[str, Any] | None = None) -> tuple[float, FitResult]:
     """Train ``model`` with sigmoid cross-entropy on balanced batches through
-    ``engine.fit``; keep the weights of the best held-out accuracy and return it.
+    ``engine.fit``; keep the weights of the best held-out accuracy and return it (with
+    the fit's record).
 
     One engine epoch is ``eval_every`` optimizer steps; ``steps`` and ``patience`` are
     counted in optimizer steps. Ties in held-out accuracy go to the lower held-out loss:
     early on the held-out set is a handful of pairs whose accuracy is often 1.0 from
     the first evaluation, and accuracy alone would keep that untrained model. Without
     held-out pairs the accuracy on the latest training batch stands in for the held-out
-    one. ``timer["evaluation"]`` accumulates the seconds spent evaluating.
+    one. ``optimizer(params)`` builds the optimizer.
     """
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = optimizer(model.parameters())
     has_val = pairs.val_target.numel() > 0
-    last: dict[str, float] = {}
+    last: dict[str, torch.Tensor] = {}
 
-    def train_step(epoch: int) -> Metrics:
+    def train_step(epoch: int) -> dict[str, torch.Tensor]:
         model.train()
-        total = 0.0
+        total = torch.zeros((), device=features.device)
         for _ in range(eval_every):
             src, dst, target = pairs.batch(batch_size)
-            optimizer.zero_grad(set_to_none=True)
+            opt.zero_grad(set_to_none=True)
             logits = model(features, src, dst)
             loss = F.binary_cross_entropy_with_logits(logits, target)
             loss.backward()
-            optimizer.step()
-            total += loss.item()
-        last["train_accuracy"] = float(((logits.detach() > 0).float() == target).float().mean())
-        return {"loss": total / eval_every}
+            opt.step()
+            total = total + loss.detach()
+        last["accuracy"] = ((logits.detach() > 0).float() == target).float().mean()
+        return {"agreement_loss": total / eval_every}
 
-    def evaluate() -> Metrics:
-        start = time.perf_counter()
-        metrics = agreement_metrics(model, features, pairs) if has_val else {
-            "val_accuracy": last.get("train_accuracy", 0.0), "val_loss": 0.0}
-        if timer is not None:
-            timer["evaluation"] = timer.get("evaluation", 0.0) + time.perf_counter() - start
-        return metrics
+    def evaluate() -> dict[str, Any]:
+        if has_val:
+            with torch.no_grad():
+                return agreement_metrics(model, features, pairs)
+        return {"agreement_val_accuracy": last["accuracy"], "agreement_val_loss": 0.0}
 
     epochs = max(math.ceil(steps / eval_every), 1)
     result = engine.fit(model, train_step=train_step, evaluate=evaluate, epochs=epochs,
                         patience=max(math.ceil(patience / eval_every), 1) if has_val else None,
-                        phase=phase, record=record)
+                        monitor="agreement_val_accuracy", mode="max",
+                        tie_break="agreement_val_loss", phase=phase, record=record)
     model.eval()
-    return float(result.best.get("val_accuracy", 0.0)) if has_val else float(
-        last.get("train_accuracy", 0.0))
+    accuracy = (result.best.get("agreement_val_accuracy", 0.0) if has_val
+                else float(last["accuracy"]))
+    return float(accuracy), result

@@ -19,8 +19,8 @@ needs_cora = pytest.mark.skipif(
 def test_build_validates_before_anything_runs():
     with pytest.raises(ConfigError, match="model.hiden: unknown key"):
         zoo.build("gcn_cora", **{"model.hiden": 3})
-    with pytest.raises(ConfigError, match="trainer.lr: expected float"):
-        zoo.build("gcn_cora", trainer={"lr": "fast"})
+    with pytest.raises(ConfigError, match="trainer.optimizer.lr: expected float"):
+        zoo.build("gcn_cora", trainer={"optimizer": {"lr": "fast"}})
 
 
 def test_list_with_wildcards():

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import pytest
+from torch import nn
 
 from zoo.errors import ConfigError, PluginError
 from zoo.registry import PluginRegistrar, Registry
-from zoo.schema import Kind, parse_arg_docs
+from zoo.schema import ComponentSpec, Ge, Kind, Lt, parse_arg_docs
 
 
-class Toy:
+class Toy(nn.Module):
     """A toy encoder for tests.
 
     Args:
@@ -20,11 +21,17 @@ class Toy:
         rates: a list of rates.
     """
 
-    def __init__(self, in_dim: int, out_dim: int | None, *, hidden: int = 16,
+    def __init__(self, in_dim: int, out_dim: int | None, *, hidden: Annotated[int, Ge(1)] = 16,
                  act: Literal["relu", "tanh"] = "relu", rates: list[float] = (0.1,),
-                 dropout: float = 0.5, name_tag: str | None = None) -> None:
+                 dropout: Annotated[float, Ge(0), Lt(1)] = 0.5,
+                 name_tag: str | None = None) -> None:
+        super().__init__()
         self.args = dict(in_dim=in_dim, out_dim=out_dim, hidden=hidden, act=act, rates=rates,
                          dropout=dropout, name_tag=name_tag)
+        self.out_dim = out_dim or hidden
+
+    def forward(self, x):
+        return x
 
 
 def needs(*, required: int) -> dict:
@@ -37,6 +44,9 @@ class Outer:
 
     def __init__(self, *, encoder: Annotated[dict, Kind("encoder")] = {"name": "toy"}) -> None:  # noqa: B006
         self.encoder = encoder
+
+    def fit(self, ctx):
+        return {}
 
 
 def make_registry() -> Registry:
@@ -60,10 +70,37 @@ def test_schema_is_derived_from_the_signature():
 
 
 def test_build_fills_defaults_and_passes_inputs():
-    obj = make_registry().build("encoder", {"name": "toy", "hidden": 8, "dropout": 1}, 5, 3)
-    assert obj.args == dict(in_dim=5, out_dim=3, hidden=8, act="relu", rates=(0.1,),
-                            dropout=1.0, name_tag=None)
+    obj = make_registry().build("encoder", {"name": "toy", "hidden": 8, "dropout": 0}, 5, 3)
+    assert obj.args == dict(in_dim=5, out_dim=3, hidden=8, act="relu", rates=[0.1],
+                            dropout=0.0, name_tag=None)
     assert isinstance(obj.args["dropout"], float)  # ints widen to floats
+
+
+def test_nested_sections_arrive_as_specs_built_from_the_same_registry():
+    reg = make_registry()
+    outer = reg.build("trainer", {"name": "outer", "encoder": {"hidden": 3}})
+    assert isinstance(outer.encoder, ComponentSpec) and outer.encoder.name == "toy"
+    # A partial nested section keeps the default component and fills in its defaults.
+    assert outer.encoder.config == {"name": "toy", "hidden": 3, "act": "relu",
+                                    "rates": [0.1], "dropout": 0.5, "name_tag": None}
+    built = outer.encoder(4, None)
+    assert built.args["in_dim"] == 4 and built.args["hidden"] == 3
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"name": "toy", "hidden": 0}, "model.hidden: must be >= 1, got 0"),
+    ({"name": "toy", "dropout": 1.0}, "model.dropout: must be < 1, got 1.0"),
+    ({"name": "toy", "dropout": -0.1}, "model.dropout: must be >= 0, got -0.1"),
+    ({"name": "toy", "dropout": float("nan")}, "model.dropout: expected a finite number"),
+])
+def test_ranges_are_checked_and_shown(section, message):
+    reg = make_registry()
+    with pytest.raises(ConfigError) as err:
+        reg.validate("encoder", section, "model")
+    assert str(err.value).startswith(message)
+    params = reg.get("encoder", "toy").to_dict()["params"]
+    assert params["hidden"]["type"] == "int >= 1"
+    assert params["dropout"]["type"] == "float in [0, 1)"
 
 
 @pytest.mark.parametrize("section, message", [
@@ -119,6 +156,9 @@ def test_clash_names_both_distributions_and_override_wins():
     assert clashes and "toy-dist 1.0 and copy-dist 2.0" in clashes[0]
     with pytest.raises(PluginError, match="registered by both toy-dist 1.0 and copy-dist 2.0"):
         reg.get("encoder", "toy")
+    # Either candidate stays reachable by its qualified name.
+    assert reg.get("encoder", "copycat:toy").distribution == "copy-dist"
+    assert reg.get("encoder", "toys:toy").distribution == "toy-dist"
 
     reg = make_registry()
     winner = PluginRegistrar("better", "better-dist", "3.0")
@@ -128,16 +168,17 @@ def test_clash_names_both_distributions_and_override_wins():
     assert comp.distribution == "better-dist" and comp.overrides == "toy-dist 1.0"
 
 
-def test_bad_registrations_are_plugin_errors():
+def test_bad_registrations_are_refused_with_the_reason():
     r = PluginRegistrar("bad", "bad-dist", "0.1")
-    with pytest.raises(PluginError, match="unknown kind 'encodr'"):
-        r.add("encodr", "x", Toy)
+    r.add("encodr", "x", Toy)
 
-    def wrong_default(*, hidden: int = "many") -> None:  # type: ignore[assignment]
+    def wrong_default(in_dim, out_dim, *, hidden: int = "many") -> None:  # type: ignore[assignment]
         """Broken."""
 
-    with pytest.raises(PluginError, match="does not match its type"):
-        r.add("encoder", "y", wrong_default)
+    r.add("encoder", "y", wrong_default)
+    assert not r.pending
+    assert "unknown kind 'encodr' (did you mean 'encoder'?)" in r.refused[0]
+    assert "the default of 'hidden' does not match its type" in r.refused[1]
 
 
 def test_google_style_arg_docs():

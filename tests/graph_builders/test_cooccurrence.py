@@ -10,7 +10,7 @@ import pytest
 import torch
 from zoo_plugins.graph_builders.cooccurrence import cooccurrence_graph
 
-from zoo.data import GraphData
+from zoo.contracts import GraphData
 from zoo.errors import ConfigError, DataError
 
 # Five sessions (the blank line is not one); item 2 repeats in the second but counts

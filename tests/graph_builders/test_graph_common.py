@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 from zoo_plugins.graph_builders.common import finalize_graph
-from zoo_plugins.regularizers.distances import neighbor_edges
-from zoo_plugins.trainers.neighbors import pack_neighbors
+from zoo_plugins.neighbors import neighbor_edges
+from zoo_plugins.neighbors import pack_neighbors
 from zoo_plugins.graph_builders.dataset import dataset_graph
 
-from zoo.data import GraphData
+from zoo.contracts import GraphData
 from zoo.errors import ConfigError, DataError
 
 

@@ -15,7 +15,7 @@ import torch
 from zoo_plugins.graph_builders.file import file_graph
 
 import zoo
-from zoo.data import GraphData
+from zoo.contracts import GraphData
 from zoo.errors import ConfigError, DataError
 from zoo.graphio import load_graph, save_graph
 

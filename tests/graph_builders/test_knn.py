@@ -16,7 +16,7 @@ import torch
 from zoo_plugins.graph_builders.knn import exact_knn, faiss_available, knn_graph, l2_normalize
 
 import zoo
-from zoo.data import GraphData
+from zoo.contracts import GraphData
 from zoo.errors import ConfigError, DataError
 
 HAVE_CORA = (Path(os.environ.get("ZOO_DATA_MIRROR", "")) / "ind.cora.x").is_file()
@@ -86,13 +86,15 @@ def test_exact_knn_is_blocked_without_changing_the_result():
     x = l2_normalize(torch.from_numpy(rng.standard_normal((60, 8)).astype(np.float32)))
     whole = exact_knn(x, 5, None)
     blocked = exact_knn(x, 5, None, block_entries=7 * 60)
-    for a, b in zip(whole, blocked):
-        assert torch.equal(a, b)
+    # The same edges; the weights are matrix products of different block shapes, which
+    # round differently on some CPUs (AMD EPYC: ~1e-7), so they are compared closely.
+    assert torch.equal(whole[0], blocked[0]) and torch.equal(whole[1], blocked[1])
+    torch.testing.assert_close(blocked[2], whole[2], rtol=1e-5, atol=1e-6)
     # Neighbours of a few query nodes only: the same edges as in the whole graph.
     src, dst, weight = exact_knn(x, 5, None, queries=torch.tensor([3, 41]))
     into = (whole[1] == 3) | (whole[1] == 41)
     assert torch.equal(dst, whole[1][into]) and torch.equal(src, whole[0][into])
-    assert torch.equal(weight, whole[2][into])
+    torch.testing.assert_close(weight, whole[2][into], rtol=1e-5, atol=1e-6)
 
 
 def test_sparse_and_dense_features_give_the_same_graph():

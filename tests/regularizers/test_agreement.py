@@ -7,7 +7,9 @@ import dgl
 import pytest
 import torch
 
-from zoo.data import RegularizerInput
+import zoo
+
+from zoo.contracts import RegularizerInput
 from zoo.errors import ConfigError
 from zoo_plugins.regularizers.agreement import AgreementRegularizer
 
@@ -152,10 +154,15 @@ def test_mean_counts_every_sampled_pair():
     assert torch.allclose(with_ll, only_lu / 2)
 
 
-@pytest.mark.parametrize("kw", [{"reg_weight_lu": -1.0}, {"num_pairs_reg": 0}])
-def test_bad_config_is_a_config_error(kw):
-    with pytest.raises(ConfigError):
-        AgreementRegularizer(**kw)
+@pytest.mark.parametrize("kw, message", [
+    ({"reg_weight_lu": -1.0}, "reg_weight_lu: must be >= 0, got -1.0"),
+    ({"num_pairs_reg": 0}, "num_pairs_reg: must be >= 1, got 0"),
+])
+def test_bad_config_is_a_config_error(kw, message):
+    with pytest.raises(ConfigError, match=message):
+        zoo.default_registry().validate("regularizer", {"name": "agreement", **kw}, "r")
+    with pytest.raises(ConfigError, match="needs use_graph: true"):
+        AgreementRegularizer(num_pairs_reg=None, use_graph=False)
 
 
 def test_all_pairs_is_the_expectation_of_sampling():

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import zoo
-from zoo.data import RegularizerInput
+from zoo.contracts import RegularizerInput
 from zoo.errors import ConfigError
 from zoo_plugins.regularizers.distance import GraphDistance
 from zoo_plugins.regularizers.distances import pairwise_distance
@@ -167,10 +167,13 @@ def test_pairwise_distance_rows():
 def test_divergences_need_softmax_and_bad_settings_are_config_errors():
     with pytest.raises(ConfigError, match="set transform: softmax"):
         GraphDistance(distance="kl_divergence")
-    with pytest.raises(ConfigError, match="max_neighbors must be >= 1"):
-        GraphDistance(max_neighbors=0)
-    with pytest.raises(ConfigError, match="multiplier must be >= 0"):
-        GraphDistance(multiplier=-1.0)
+    registry = zoo.default_registry()
+    with pytest.raises(ConfigError, match=r"regularizers\[0\].max_neighbors: must be >= 1"):
+        registry.validate("regularizer", {"name": "distance", "max_neighbors": 0},
+                          "regularizers[0]")
+    with pytest.raises(ConfigError, match=r"regularizers\[0\].multiplier: must be >= 0"):
+        registry.validate("regularizer", {"name": "distance", "multiplier": -1.0},
+                          "regularizers[0]")
 
 
 def test_registered_with_nsl_defaults():

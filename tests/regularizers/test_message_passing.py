@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import zoo
-from zoo.data import RegularizerInput
+from zoo.contracts import RegularizerInput
 from zoo_plugins.regularizers.distance import GraphDistance
 from zoo_plugins.regularizers.distances import pairwise_distance
 from zoo_plugins.regularizers.message_passing import (

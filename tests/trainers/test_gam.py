@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import zoo
-from zoo.data import GraphData
+from zoo.contracts import GraphData
 from zoo.errors import ConfigError
 from zoo.plugins import PluginManager
 from zoo.registry import PluginRegistrar, Registry
@@ -84,14 +84,24 @@ def one_thread():
 
 
 MLP = {"name": "mlp", "hidden": 32, "layers": 2, "dropout": 0.0, "activation": "leaky_relu"}
-SUPERVISED = {"name": "supervised", "lr": 0.01, "weight_decay": 5e-4, "epochs": 200}
-GAM = {"name": "gam", "lr": 0.01, "weight_decay": 5e-4, "steps": 200, "patience": 100,
-       "max_iterations": 4, "num_samples_to_label": 30, "agreement_steps": 300,
-       "agreement_patience": 100,
-       "agreement_encoder": {"name": "mlp", "hidden": 32, "layers": 1, "dropout": 0.0,
-                             "activation": "leaky_relu"}}
+ADAM = {"name": "adam", "lr": 0.01, "weight_decay": 5e-4}
+SUPERVISED = {"name": "supervised", "optimizer": ADAM, "epochs": 200}
+GAM = {"name": "gam", "optimizer": ADAM, "steps": 200, "patience": 100,
+       "max_iterations": 4, "num_samples_to_label": 30,
+       "agreement": {"steps": 300, "patience": 100,
+                     "encoder": {"name": "mlp", "hidden": 32, "layers": 1, "dropout": 0.0,
+                                 "activation": "leaky_relu"}}}
 AGREEMENT = {"name": "agreement", "reg_weight_lu": 1.0, "reg_weight_uu": 0.5,
              "num_pairs_reg": 128}
+
+
+def merged(base: dict, extra: dict) -> dict:
+    """``base`` with ``extra`` merged in, nested mappings key by key."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = (merged(out[key], value) if isinstance(value, dict)
+                    and isinstance(out.get(key), dict) else value)
+    return out
 
 
 def _fit(registry: Registry, config: dict, seeds: int = 2, out=None) -> dict:
@@ -127,7 +137,6 @@ def test_metrics_baseline_and_iteration_records(registry, tmp_path):
     for key in ("test_accuracy", "val_accuracy", "baseline_test_accuracy",
                 "baseline_val_accuracy", "agreement_accuracy", "iterations", "labeled"):
         assert key in metrics, key
-    assert metrics["val_accuracy"] >= metrics["baseline_val_accuracy"]
     assert 0.0 <= metrics["agreement_accuracy"] <= 1.0
     assert metrics["iterations"] == 2
     # The baseline and the last iteration do not self-label: one round of 30 nodes.
@@ -152,29 +161,41 @@ def test_metrics_baseline_and_iteration_records(registry, tmp_path):
 
 @pytest.mark.parametrize("variant", [
     {"model": {"name": "gcn", "hidden": 16}, "trainer": {"warm_start_classifier": True}},
+    {"model": {"name": "sage", "hidden": 16},
+     "trainer": {"batches": {"name": "neighbor_sampler", "fanouts": [5, 5], "batch_size": 64,
+                             "seeds": "all"}}},
     {"encoder": MLP, "regularizers": [{**AGREEMENT, "use_graph": False}],
-     "trainer": {"aggregation": "project_concat", "warm_start_agreement": True,
-                 "batch_size": 8}},
-    {"encoder": MLP, "trainer": {"agreement_pairs": "edges_and_random",
-                                 "agreement_propagation": 2, "aggregation": "project_dist"}},
+     "trainer": {"agreement": {"aggregation": "project_concat"}, "warm_start_agreement": True,
+                 "batches": {"name": "full_graph", "batch_size": 8}}},
+    {"encoder": MLP, "trainer": {"batches": {"name": "packed_neighbors", "batch_size": 64},
+                                 "agreement": {"pairs": "edges_and_random", "propagation": 2,
+                                               "aggregation": "project_dist"}}},
 ])
 def test_other_classifiers_and_variants_run(registry, variant):
     config = {"dataset": {"name": "sbm0"}, "regularizers": [AGREEMENT], **variant,
-              "trainer": {**GAM, "max_iterations": 1, **variant.get("trainer", {})}}
+              "trainer": merged({**GAM, "max_iterations": 1}, variant.get("trainer", {}))}
     metrics = _fit(registry, config, seeds=1)["metrics"]
     assert metrics["test_accuracy"]["mean"] > 0.5
     assert metrics["iterations"]["mean"] == 1
 
 
-def test_without_agreement_regularizer_is_a_config_error(registry):
+def test_without_agreement_regularizer_is_a_config_error_before_anything_runs(registry):
     config = {"dataset": {"name": "sbm0"}, "encoder": MLP, "trainer": GAM}
     with pytest.raises(ConfigError, match="agreement regularizer"):
-        _fit(registry, config, seeds=1)
+        zoo.build(config, registry=registry)
 
 
-def test_stops_when_nothing_is_confident_enough(registry):
+def test_old_agreement_keys_name_their_new_place(registry):
     config = {"dataset": {"name": "sbm0"}, "encoder": MLP, "regularizers": [AGREEMENT],
-              "trainer": {**GAM, "min_confidence": 1.01, "max_iterations": 5}}
+              "trainer": {**GAM, "agreement_lr": 0.01}}
+    with pytest.raises(ConfigError, match="trainer.agreement_lr has moved: write "
+                                          "trainer.agreement.optimizer.lr instead"):
+        zoo.build(config, registry=registry)
+
+
+def test_stops_when_a_round_labels_nothing(registry):
+    config = {"dataset": {"name": "sbm0"}, "encoder": MLP, "regularizers": [AGREEMENT],
+              "trainer": {**GAM, "num_samples_to_label": 0, "max_iterations": 5}}
     metrics = _fit(registry, config, seeds=1)["metrics"]
     assert metrics["iterations"]["mean"] == 1
     assert metrics["labeled"]["mean"] == 15
@@ -200,7 +221,7 @@ def test_gam_cora_improves_on_its_gcn_baseline():
     metrics = {k: v["mean"] for k, v in summary["metrics"].items()}
     assert metrics["baseline_test_accuracy"] >= 0.80
     assert metrics["test_accuracy"] >= 0.825
-    assert metrics["val_accuracy"] >= metrics["baseline_val_accuracy"]
+    assert metrics["best_iteration"] >= 1  # co-training, not the plain GCN, was chosen
 
 
 @pytest.mark.slow

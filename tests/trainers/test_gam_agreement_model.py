@@ -139,8 +139,10 @@ def test_training_learns_agreement_of_separable_classes():
     model = _model()
     pairs = random_agreement_pairs(labels, labeled, val_ratio=0.2)
     records = []
-    accuracy = train_agreement_model(model, x, pairs, Engine(log=records.append), lr=0.01,
-                                     weight_decay=0.0, batch_size=64, steps=400,
-                                     patience=200, eval_every=10, phase="agr")
+    accuracy, result = train_agreement_model(
+        model, x, pairs, Engine(log=records.append),
+        optimizer=lambda params: torch.optim.Adam(params, lr=0.01), batch_size=64, steps=400,
+        patience=200, eval_every=10, phase="agr")
+    assert accuracy == result.best["agreement_val_accuracy"]
     assert accuracy >= 0.95
     assert records and records[0]["phase"] == "agr"

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import torch
 
+from zoo_plugins.tasks.node_classification import NodeClassification
 from zoo_plugins.trainers.gam import GAM
 from zoo_plugins.trainers.self_label import class_quotas, select_self_labels
 
@@ -79,7 +80,9 @@ def test_trainer_never_self_labels_validation_or_test_nodes():
     labels = torch.tensor([0, 1, 2, 0, 1, 2] + [0] * (n - 6))
     data = SimpleNamespace(features=torch.zeros(n, 1), val_mask=val, test_mask=test,
                            train_mask=train, labels=labels)
-    ctx = SimpleNamespace(data=data, graph=None)
+    whole_graph = SimpleNamespace(infer=lambda model: model(None, data.features))
+    ctx = SimpleNamespace(data=data, graph=None, task=NodeClassification(),
+                          batch_source=lambda batches: whole_graph)
     trainer = GAM(num_samples_to_label=30, min_confidence=0.0)
     labeled = train.clone()
     cur = labels.clone()

@@ -1,4 +1,4 @@
-"""Mini-batch graph regularization: ``pack_neighbors`` (NSL's pack_nbrs), feature-row
+"""Batch source ``packed_neighbors`` (NSL's pack_nbrs): neighbour packing, feature-row
 slicing, the ``supervised`` trainer's mini-batch and baseline modes end to end, and
 agreement with full-graph training."""
 
@@ -14,12 +14,11 @@ from torch import nn
 
 import zoo
 from zoo.api import default_registry
-from zoo.data import GraphData, RegularizerInput
-from zoo.engine import Engine, TrainContext, seed_everything
+from zoo.contracts import GraphData, RegularizerInput
+from zoo.engine import seed_everything, training_step
 from zoo.errors import ConfigError
 from zoo.registry import PluginRegistrar, Registry
-from zoo_plugins.trainers.neighbors import FeatureRows, NeighborTable, pack_neighbors
-from zoo_plugins.trainers.supervised import MiniBatchEpoch, Supervised
+from zoo_plugins.neighbors import FeatureRows, NeighborTable, pack_neighbors
 
 
 def weighted_graph(src, dst, weight, num_nodes) -> dgl.DGLGraph:
@@ -101,7 +100,11 @@ SEEN: list[RegularizerInput] = []
 
 
 class Spy(nn.Module):
-    """Records what a regularizer is given; adds nothing."""
+    """Records what a regularizer is given; adds nothing.
+
+    Args:
+        multiplier: unused.
+    """
 
     def __init__(self, *, multiplier: float = 0.0) -> None:
         super().__init__()
@@ -123,15 +126,20 @@ def registry() -> Registry:
     return reg
 
 
-def config(**trainer) -> dict:
+def packed(batch_size: int, **kw) -> dict:
+    return {"name": "packed_neighbors", "batch_size": batch_size, **kw}
+
+
+def config(batches: dict | None = None, **trainer) -> dict:
     return {"dataset": {"name": "synthetic"},
             "encoder": {"name": "mlp", "hidden": 16, "dropout": 0.0},
             "regularizers": [{"name": "distance", "multiplier": 1.0}],
-            "trainer": {"name": "supervised", "epochs": 30, "lr": 0.05, **trainer}}
+            "trainer": {"name": "supervised", "epochs": 30, "optimizer": {"lr": 0.05},
+                        "batches": batches or {"name": "full_graph"}, **trainer}}
 
 
 def test_mini_batch_runs_end_to_end_with_a_baseline(registry):
-    summary = zoo.build(config(batch_size=32, max_neighbors=4, baseline=True),
+    summary = zoo.build(config(packed(32, max_neighbors=4), baseline=True),
                         registry=registry).fit(seeds=2)
     m = summary["metrics"]
     assert m["test_accuracy"]["mean"] > 0.6  # chance is 1/3
@@ -141,10 +149,10 @@ def test_mini_batch_runs_end_to_end_with_a_baseline(registry):
     assert {"baseline_val_accuracy", "best_epoch"} <= set(m)
 
 
-@pytest.mark.parametrize("batch_size", [None, 32])
-def test_baseline_changes_nothing_and_leaves_the_regularized_model(registry, batch_size):
-    plain = zoo.build(config(batch_size=batch_size), registry=registry).fit(seeds=1)
-    exp = zoo.build(config(batch_size=batch_size, baseline=True), registry=registry)
+@pytest.mark.parametrize("batches", [None, packed(32)])
+def test_baseline_changes_nothing_and_leaves_the_regularized_model(registry, batches):
+    plain = zoo.build(config(batches), registry=registry).fit(seeds=1)
+    exp = zoo.build(config(batches, baseline=True), registry=registry)
     with_baseline = exp.fit(seeds=1)
     for key in ("test_accuracy", "val_accuracy"):
         assert with_baseline["metrics"][key] == plain["metrics"][key]
@@ -152,10 +160,10 @@ def test_baseline_changes_nothing_and_leaves_the_regularized_model(registry, bat
         with_baseline["metrics"]["val_accuracy"]["mean"])
 
 
-@pytest.mark.parametrize("batch_size", [None, 32])
-def test_threads_apply_while_training_and_are_restored(registry, batch_size):
+@pytest.mark.parametrize("batches", [None, packed(32)])
+def test_threads_apply_while_training_and_are_restored(registry, batches):
     SEEN.clear()
-    cfg = config(batch_size=batch_size, epochs=2, threads=1)
+    cfg = config(batches, epochs=2, threads=1)
     cfg["regularizers"] = [{"name": "spy"}]
     seen_threads: list[int] = []
     previous = torch.get_num_threads()
@@ -170,13 +178,13 @@ def test_threads_apply_while_training_and_are_restored(registry, batch_size):
     finally:
         Spy.forward = original
         torch.set_num_threads(previous)
-    with pytest.raises(ConfigError, match="threads"):
-        zoo.build(config(threads=0), registry=registry).fit(seeds=1)
+    with pytest.raises(ConfigError, match="trainer.threads: must be >= 1, got 0"):
+        zoo.build(config(threads=0), registry=registry)
 
 
 def test_regularizers_see_the_packed_batch(registry):
     SEEN.clear()
-    cfg = config(batch_size=40, max_neighbors=3, epochs=1)
+    cfg = config(packed(40, max_neighbors=3), epochs=1)
     cfg["regularizers"] = [{"name": "spy"}]
     exp = zoo.build(cfg, registry=registry)
     exp.fit(seeds=1)
@@ -199,7 +207,7 @@ def test_regularizers_see_the_packed_batch(registry):
 
 def test_labeled_seeds_only_visit_training_nodes(registry):
     SEEN.clear()
-    cfg = config(batch_size=8, batch_seeds="labeled", epochs=1)
+    cfg = config(packed(8, seeds="labeled"), epochs=1)
     cfg["regularizers"] = [{"name": "spy"}]
     exp = zoo.build(cfg, registry=registry)
     exp.fit(seeds=1)
@@ -209,60 +217,72 @@ def test_labeled_seeds_only_visit_training_nodes(registry):
         assert samples.numel() > 0 and bool(exp.data.train_mask[samples].all())
 
 
-def context(data: GraphData, cfg: dict, registry: Registry) -> TrainContext:
-    exp = zoo.build(cfg, registry=registry)
-    exp._data = data
-    return TrainContext(data=data, graph=exp.graph, seed=0, config=exp.config, engine=Engine(),
-                        build_model=exp.build_model, build_regularizers=exp.build_regularizers,
-                        build=registry.build)
+def first_batch(source_section: dict, data: GraphData, graph, registry: Registry,
+                with_reg_graph: bool = True) -> zoo.Batch:
+    source = registry.build("batch_source", source_section)
+    source.bind(data, graph, zoo.Runtime())
+    return next(iter(source.epoch(data.labels, data.train_mask, with_reg_graph)))
 
 
 def test_one_batch_of_every_node_is_exactly_a_full_graph_step(registry):
-    from zoo.engine import full_graph_step
-
-    data = synthetic()
-    ctx = context(data, config(), registry)
-    losses = []
-    for batch_size in (None, 10_000):
+    exp = zoo.build(config(), registry=registry)
+    data, graph, task = exp.data, exp.graph, exp.task
+    terms = []
+    for section in ({"name": "full_graph"}, packed(10_000)):
         seed_everything(0)
-        model, regs = ctx.build_model(), ctx.build_regularizers()
+        model, regs = exp.build_model(), exp.build_regularizers()
         opt = torch.optim.Adam(model.parameters(), lr=0.01)
-        if batch_size is None:
-            train_idx = data.train_mask.nonzero().squeeze(1)
-            losses.append(full_graph_step(model, opt, ctx, regs, train_idx, data.labels,
-                                          data.train_mask, 0))
-        else:
-            trainer = Supervised(batch_size=batch_size)
-            losses.append(MiniBatchEpoch(trainer, ctx, model, opt, regs)(0))
-    assert losses[1]["loss"] == pytest.approx(losses[0]["loss"], rel=1e-5)
-    assert losses[1]["reg_0"] == pytest.approx(losses[0]["reg_0"], rel=1e-5)
+        batch = first_batch(section, data, graph, registry)
+        terms.append(training_step(model, batch, task, {"reg_distance": regs[0]}, opt))
+    # Different rows, the same sums: equal up to the order floats are added in.
+    torch.testing.assert_close(terms[1]["loss"], terms[0]["loss"], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(terms[1]["reg_distance"], terms[0]["reg_distance"], rtol=1e-5,
+                               atol=1e-7)
 
 
-def test_batches_without_labeled_seeds_give_a_finite_loss(registry):
-    data = synthetic()
-    ctx = context(data, config(), registry)
-    model = ctx.build_model()
-    epoch = MiniBatchEpoch(Supervised(batch_size=4), ctx, model,
-                           torch.optim.Adam(model.parameters()), ctx.build_regularizers())
-    unlabeled = (~data.train_mask).nonzero().squeeze(1)[:4]
-    metrics = epoch.batch_step(unlabeled)
-    assert metrics["loss"] == 0.0 and torch.isfinite(torch.tensor(metrics["reg_0"]))
+def test_batches_without_labeled_seeds_give_a_zero_loss(registry):
+    exp = zoo.build(config(), registry=registry)
+    data = exp.data
+    unlabeled_only = torch.zeros_like(data.train_mask)
+    unlabeled_only[0] = True  # one labeled node, so the expected rate is not zero
+    source = registry.build("batch_source", packed(4))
+    source.bind(data, exp.graph, zoo.Runtime())
+    batches = list(source.epoch(data.labels, unlabeled_only, True))
+    empty = [b for b in batches if b.loss_rows.numel() == 0]
+    assert empty
+    model = exp.build_model()
+    out = model(empty[0].graph, empty[0].inputs)
+    loss = exp.task.loss(out, empty[0])
+    assert float(loss.detach()) == 0.0
+    loss.backward()  # still part of the graph
 
 
-def test_mini_batch_with_a_node_model_is_a_config_error(registry):
-    cfg = config(batch_size=16)
+def test_mini_batch_with_a_node_model_is_a_config_error_at_build(registry):
+    cfg = config(packed(16))
     cfg["model"] = {"name": "commnet", "hidden": 8}
-    with pytest.raises(ConfigError, match="needs an encoder-only model"):
-        zoo.build(cfg, registry=registry).fit(seeds=1)
-    with pytest.raises(ConfigError, match="batch_size must be >= 1"):
-        zoo.build(config(batch_size=0), registry=registry).fit(seeds=1)
+    with pytest.raises(ConfigError, match="gives the model no graph, but node_model 'commnet' "
+                                          "needs one"):
+        zoo.build(cfg, registry=registry)
+    with pytest.raises(ConfigError, match="trainer.batches.batch_size: must be >= 1, got 0"):
+        zoo.build(config(packed(0)), registry=registry)
+
+
+def test_old_mini_batch_keys_say_where_they_moved(registry):
+    cfg = config()
+    cfg["trainer"]["batch_size"] = 32
+    with pytest.raises(ConfigError, match=r"trainer.batch_size has moved: write "
+                                          r"trainer.batches.batch_size \(batches: \{name: "
+                                          r"packed_neighbors"):
+        zoo.build(cfg, registry=registry)
 
 
 def test_full_graph_defaults_are_unchanged():
     comp = zoo.show("supervised")
-    assert comp.params["batch_size"].default is None
+    assert comp.params["batches"].default == {"name": "full_graph"}
     assert comp.params["baseline"].default is False
-    assert comp.params["lr"].default == 0.01 and comp.params["epochs"].default == 200
+    assert comp.params["optimizer"].default == {"name": "adam", "lr": 0.01,
+                                                "weight_decay": 5e-4}
+    assert comp.params["epochs"].default == 200
 
 
 # -- Cora -------------------------------------------------------------------------------
@@ -271,8 +291,9 @@ def test_full_graph_defaults_are_unchanged():
                     reason="needs the local Cora mirror")
 def test_mini_batch_agrees_with_full_graph_on_cora():
     full = zoo.build("graphreg_mlp_cora", trainer={"baseline": False}).fit(seeds=2)
-    mini = zoo.build("graphreg_mlp_cora", trainer={"baseline": False, "batch_size": 1024}
-                     ).fit(seeds=2)
+    mini = zoo.build("graphreg_mlp_cora", trainer={
+        "baseline": False, "batches": {"name": "packed_neighbors", "batch_size": 1024}}
+    ).fit(seeds=2)
     a = full["metrics"]["test_accuracy"]["mean"]
     b = mini["metrics"]["test_accuracy"]["mean"]
     assert a >= 0.77 and b >= 0.77

@@ -1,4 +1,9 @@
-"""Neighbour packing for mini-batch graph regularization (NSL's ``pack_nbrs``).
+"""Graph helpers shared by graph builders, regularizers, batch sources and trainers:
+ranking each node's neighbours by edge weight, and neighbour packing for mini-batch
+graph regularization (NSL's ``pack_nbrs``).
+
+Edges follow the zoo's convention (``graph_builders/common.py``): ``u -> v`` says ``v``
+is a neighbour of sample ``u``, so a node's neighbours are its out-edges.
 
 NSL's ``tools/pack_nbrs.py`` augments every training example with the features of its
 top-``max_nbrs`` neighbours by edge weight, so a batch carries everything the graph
@@ -13,6 +18,29 @@ from __future__ import annotations
 
 import dgl
 import torch
+
+
+def edge_weights(graph: dgl.DGLGraph) -> torch.Tensor:
+    """The graph's float edge weights (``edata['weight']``), or ones if it has none."""
+    weight = graph.edata.get("weight")
+    if weight is None:
+        return torch.ones(graph.num_edges(), device=graph.device)
+    return weight.reshape(-1).float()
+
+
+def neighbor_edges(graph: dgl.DGLGraph, max_neighbors: int | None,
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(samples, neighbors, weights)`` of the edges graph regularization uses: every
+    edge ``u -> v`` pairs sample ``u`` with its neighbour ``v``; with ``max_neighbors``
+    only each sample's top-``max_neighbors`` out-edges by weight are kept (ties go to
+    the smaller neighbour id)."""
+    src, dst = graph.edges()
+    weight = edge_weights(graph)
+    if max_neighbors is not None:
+        keep = top_neighbor_edges(src, dst, weight, graph.num_nodes(), max_neighbors)
+        if keep.numel() < src.numel():
+            src, dst, weight = src[keep], dst[keep], weight[keep]
+    return src, dst, weight
 
 
 def rank_edges(src: torch.Tensor, dst: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -30,7 +58,7 @@ def top_neighbor_edges(src: torch.Tensor, dst: torch.Tensor, weight: torch.Tenso
     order = rank_edges(src, dst, weight)
     counts = torch.bincount(src, minlength=num_nodes)
     starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(order.numel()) - starts[src[order]]
+    rank = torch.arange(order.numel(), device=order.device) - starts[src[order]]
     return order[rank < k]
 
 
@@ -39,9 +67,9 @@ def gather_rows(indptr: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor,
     position, the index into ``rows`` it belongs to."""
     starts = indptr[rows]
     counts = indptr[rows + 1] - starts
-    owner = torch.repeat_interleave(torch.arange(rows.numel()), counts)
+    owner = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device), counts)
     first = torch.cumsum(counts, 0) - counts
-    positions = starts[owner] + torch.arange(owner.numel()) - first[owner]
+    positions = starts[owner] + torch.arange(owner.numel(), device=owner.device) - first[owner]
     return positions, owner
 
 
@@ -53,8 +81,7 @@ class NeighborTable:
 
     def __init__(self, graph: dgl.DGLGraph, max_neighbors: int | None) -> None:
         src, dst = graph.edges()
-        weight = graph.edata.get("weight")
-        weight = torch.ones(src.numel()) if weight is None else weight.reshape(-1).float()
+        weight = edge_weights(graph)
         if max_neighbors is None:
             keep = rank_edges(src, dst, weight)
         else:
@@ -63,7 +90,7 @@ class NeighborTable:
         self.neighbors = dst[keep]
         self.weights = weight[keep]
         counts = torch.bincount(src[keep], minlength=self.num_nodes)
-        self.indptr = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)])
+        self.indptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
 
     def pack(self, seeds: torch.Tensor) -> tuple[dgl.DGLGraph, torch.Tensor]:
         """The batch graph of ``seeds`` (distinct node ids) and its dataset node ids.
@@ -109,8 +136,7 @@ class FeatureRows:
             row, self.columns = coo.indices()
             self.values = coo.values()
             counts = torch.bincount(row, minlength=features.shape[0])
-            self.indptr = torch.cat([torch.zeros(1, dtype=torch.long),
-                                     torch.cumsum(counts, 0)])
+            self.indptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
 
     def take(self, node_ids: torch.Tensor) -> torch.Tensor:
         """The feature rows of ``node_ids``, in that order."""

@@ -1,0 +1,103 @@
+"""Where a run computes: its device, and its rank among the processes of a run.
+
+One :class:`Runtime` travels in every training context. In a single process it is rank 0
+of 1, its :meth:`Runtime.reduce` returns its input and :meth:`Runtime.barrier` does
+nothing; when ``torch.distributed`` is initialised (a ``torchrun`` launch) they become the
+collective operations, so trainers and batch sources written against it need no change to
+run data-parallel.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from zoo.errors import ConfigError
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+
+
+def resolve_device(spec: str) -> torch.device:
+    """The device a config's ``device:`` names; a ConfigError if this machine lacks it.
+
+    ``auto`` is the first CUDA device when there is one, else the CPU.
+    """
+    spec = str(spec).strip().lower()
+    if not DEVICE_PATTERN.match(spec):
+        raise ConfigError(f"device: '{spec}' is not a device; use auto, cpu, cuda or cuda:N")
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else "no visible GPU"
+            raise ConfigError(f"device: '{spec}' asks for CUDA, but this machine has none "
+                              f"(torch {torch.__version__}, {build}); use device: auto or cpu")
+        index = int(spec.split(":")[1]) if ":" in spec else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"device: '{spec}' does not exist; this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s), cuda:0 to "
+                              f"cuda:{torch.cuda.device_count() - 1}")
+        return torch.device("cuda", index)
+    if spec == "mps" and not (getattr(torch.backends, "mps", None)
+                              and torch.backends.mps.is_available()):
+        raise ConfigError("device: 'mps' asks for Apple's GPU, which this machine lacks; "
+                          "use device: auto or cpu")
+    return torch.device(spec)
+
+
+@dataclass
+class Runtime:
+    """Device, rank and world size of this process, with collective helpers.
+
+    Attributes:
+        device: where data, graph and models live.
+        rank: this process's rank (0 in a single process).
+        world_size: number of processes training together (1 in a single process).
+    """
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    rank: int = 0
+    world_size: int = 1
+
+    @classmethod
+    def from_config(cls, device: str = "auto") -> Runtime:
+        """The runtime for a config's ``device:``, with the rank and world size of an
+        initialised ``torch.distributed`` process group, if any."""
+        rank, world = 0, 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return cls(resolve_device(device), rank, world)
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes run output (rank 0)."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def to(self, value: Any) -> Any:
+        """``value`` (a tensor, a module, a DGL graph, a dataset...) on this device."""
+        if value is None or not hasattr(value, "to"):
+            return value
+        return value.to(self.device)
+
+    def reduce(self, tensor: torch.Tensor, op: str = "mean") -> torch.Tensor:
+        """``tensor`` reduced over all ranks by ``op`` ('sum', 'mean', 'max', 'min');
+        the tensor itself in a single process."""
+        if not self.distributed:
+            return tensor
+        out = tensor.detach().clone()
+        ops = {"sum": torch.distributed.ReduceOp.SUM, "mean": torch.distributed.ReduceOp.SUM,
+               "max": torch.distributed.ReduceOp.MAX, "min": torch.distributed.ReduceOp.MIN}
+        torch.distributed.all_reduce(out, op=ops[op])
+        return out / self.world_size if op == "mean" else out
+
+    def barrier(self) -> None:
+        """Wait for every rank (nothing to wait for in a single process)."""
+        if self.distributed:
+            torch.distributed.barrier()
