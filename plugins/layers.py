@@ -35,6 +35,14 @@ def sparse_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
                                    is_coalesced=True, check_invariants=False)
 
 
+def dst_rows(x: torch.Tensor, num_dst: int) -> torch.Tensor:
+    """The first ``num_dst`` rows of a dense or sparse COO ``x`` (a block's dst nodes)."""
+    if num_dst == x.shape[0]:
+        return x
+    # Sparse COO tensors cannot be sliced with ``x[:n]`` (no as_strided); narrow_copy can.
+    return x.narrow_copy(0, 0, num_dst) if x.is_sparse else x[:num_dst]
+
+
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Dropout for dense or sparse inputs."""
     if x.is_sparse:

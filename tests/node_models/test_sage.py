@@ -1,0 +1,203 @@
+"""``sage``: each aggregator against a hand computation, full-neighbour blocks against
+the whole graph, sparse against dense features, and learning a tiny graph task on the
+whole graph and on re-sampled blocks."""
+
+from __future__ import annotations
+
+import dgl
+import pytest
+import torch
+from torch import nn
+from torch.testing import assert_close
+
+import zoo
+from zoo.contracts import ModelOutput
+from zoo_plugins.node_models.sage import SAGE
+
+AGGREGATORS = ["mean", "gcn", "pool"]
+
+
+def with_block_fields(graph: dgl.DGLGraph, blocks: list[dgl.DGLGraph]) -> list[dgl.DGLGraph]:
+    """Set what the zoo's batch source guarantees on each block: whole-graph in-degrees
+    without self-loops on src and dst nodes, and the whole graph's edge weights."""
+    in_degree = dgl.remove_self_loop(graph).in_degrees().float()
+    weight = graph.edata.get("weight", torch.ones(graph.num_edges()))
+    for block in blocks:
+        block.srcdata["in_degree"] = in_degree[block.srcdata[dgl.NID]]
+        block.dstdata["in_degree"] = in_degree[block.dstdata[dgl.NID]]
+        block.edata["weight"] = weight[block.edata[dgl.EID]]
+    return blocks
+
+
+def sampled_blocks(graph: dgl.DGLGraph, seeds: torch.Tensor, fanouts: list[int] | None = None,
+                   layers: int = 2) -> tuple[torch.Tensor, list[dgl.DGLGraph]]:
+    """Input node ids and blocks for ``seeds``: ``fanouts`` neighbours per layer, or all."""
+    sampler = (dgl.dataloading.NeighborSampler(fanouts) if fanouts is not None
+               else dgl.dataloading.MultiLayerFullNeighborSampler(layers))
+    input_nodes, output_nodes, blocks = sampler.sample_blocks(graph, seeds)
+    assert torch.equal(output_nodes, seeds)
+    return input_nodes, with_block_fields(graph, blocks)
+
+
+def random_graph(n: int = 30, edges: int = 80, seed: int = 0) -> dgl.DGLGraph:
+    """A directed random graph with uneven edge weights, a few self-loops and an
+    isolated last node."""
+    gen = torch.Generator().manual_seed(seed)
+    src = torch.cat([torch.randint(0, n - 1, (edges,), generator=gen), torch.tensor([2, 6])])
+    dst = torch.cat([torch.randint(0, n - 1, (edges,), generator=gen), torch.tensor([2, 6])])
+    g = dgl.graph((src, dst), num_nodes=n)
+    g.edata["weight"] = 0.2 + 2.0 * torch.rand(g.num_edges(), generator=gen)
+    return g
+
+
+class ResampledBlocks(nn.Module):
+    """Runs ``model`` on blocks for all nodes, freshly sampled with ``fanouts`` at every
+    training call and with every neighbour in eval mode, as a mini-batch trainer would."""
+
+    def __init__(self, model: nn.Module, fanouts: list[int]) -> None:
+        super().__init__()
+        self.model, self.fanouts = model, fanouts
+
+    def forward(self, graph: dgl.DGLGraph, x: torch.Tensor) -> ModelOutput:
+        fanouts = self.fanouts if self.training else [-1] * len(self.fanouts)
+        input_nodes, blocks = sampled_blocks(graph, torch.arange(graph.num_nodes()), fanouts)
+        return self.model(blocks, x[input_nodes])
+
+
+def test_supports_blocks_and_is_registered():
+    assert SAGE.supports_blocks is True and SAGE(4, 2, layers=3).num_layers == 3
+    comp = zoo.show("sage")
+    assert comp.kind == "node_model" and comp.params["aggregator"].default == "mean"
+    assert comp.params["aggregator"].type_name() == "'mean' | 'gcn' | 'pool'"
+    assert all(p.doc for p in comp.params.values())
+
+
+def test_needs_a_layer_and_one_block_per_layer():
+    with pytest.raises(ValueError, match="layers >= 1"):
+        SAGE(4, 2, layers=0)
+    g = random_graph()
+    input_nodes, blocks = sampled_blocks(g, torch.arange(4), layers=1)
+    with pytest.raises(ValueError, match="one block per layer"):
+        SAGE(4, 2, layers=2)(blocks, torch.rand(input_nodes.numel(), 4))
+
+
+@pytest.mark.parametrize("aggregator", AGGREGATORS)
+def test_one_layer_matches_a_hand_computation(aggregator):
+    # Node 2 hears from 0 and 1 (weights 0.5 and 2), node 0 from 2, node 3 from no one.
+    g = dgl.graph((torch.tensor([0, 1, 2]), torch.tensor([2, 2, 0])), num_nodes=4)
+    g.edata["weight"] = torch.tensor([0.5, 2.0, 1.0])
+    x = torch.randn(4, 3)
+    model = SAGE(3, 2, layers=1, dropout=0.0, aggregator=aggregator, edge_weights=True).eval()
+    layer = model.convs[0]
+    with torch.no_grad():
+        layer.bias.uniform_(-1, 1)
+    m = x  # the messages are the weighted (projected) neighbour states
+    if aggregator == "pool":
+        m = torch.relu(layer.pool(x))
+    elif aggregator in ("mean", "gcn"):
+        m = x @ layer.fc_neigh.weight
+    into = torch.zeros(4, m.shape[1])
+    if aggregator == "pool":
+        into[2] = torch.maximum(0.5 * m[0], 2.0 * m[1])
+        into[0] = m[2]
+        expected = x @ layer.fc_self.weight + into @ layer.fc_neigh.weight
+    elif aggregator == "mean":
+        into[2] = (0.5 * m[0] + 2.0 * m[1]) / 2
+        into[0] = m[2]
+        expected = x @ layer.fc_self.weight + into
+    else:
+        into[2] = (0.5 * m[0] + 2.0 * m[1] + m[2]) / 3
+        into[0] = (m[2] + m[0]) / 2
+        into[1], into[3] = m[1], m[3]
+        expected = into
+    out = model(g, x)
+    assert_close(out.logits, expected + layer.bias, rtol=1e-5, atol=1e-6)
+    assert_close(out.embedding, x)
+
+
+@pytest.mark.parametrize("edge_weights", [False, True])
+@pytest.mark.parametrize("aggregator", AGGREGATORS)
+def test_full_neighbour_blocks_give_the_whole_graph_rows(aggregator, edge_weights):
+    g = random_graph()
+    torch.manual_seed(0)
+    x = torch.randn(g.num_nodes(), 5)
+    model = SAGE(5, 3, hidden=8, layers=3, aggregator=aggregator, normalize=True,
+                 edge_weights=edge_weights).eval()
+    whole = model(g, x)
+    seeds = torch.tensor([29, 2, 0, 11, 6, 17])  # 29 is isolated; 2 and 6 have self-loops
+    input_nodes, blocks = sampled_blocks(g, seeds, layers=3)
+    out = model(blocks, x[input_nodes])
+    assert out.logits.shape == (6, 3) and out.embedding.shape == (6, 8)
+    assert_close(out.logits, whole.logits[seeds], rtol=1e-5, atol=1e-5)
+    assert_close(out.embedding, whole.embedding[seeds], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("aggregator", AGGREGATORS)
+def test_full_neighbour_blocks_on_the_neighbour_task(neighbour_task, aggregator):
+    g, x, _ = neighbour_task
+    model = SAGE(8, 2, aggregator=aggregator).eval()
+    seeds = torch.arange(1, g.num_nodes(), 4)
+    input_nodes, blocks = sampled_blocks(g, seeds)
+    assert_close(model(blocks, x[input_nodes]).logits, model(g, x).logits[seeds],
+                 rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("aggregator", AGGREGATORS)
+@pytest.mark.parametrize("layers", [1, 2])
+def test_sparse_features_equal_dense_on_both_paths(aggregator, layers):
+    g = random_graph()
+    x = torch.rand(g.num_nodes(), 20)
+    x[x < 0.8] = 0.0
+    model = SAGE(20, 3, hidden=6, layers=layers, aggregator=aggregator).eval()
+    assert_close(model(g, x.to_sparse()).logits, model(g, x).logits, rtol=1e-5, atol=1e-6)
+    seeds = torch.tensor([3, 29, 1])
+    input_nodes, blocks = sampled_blocks(g, seeds, layers=layers)
+    dense = model(blocks, x[input_nodes])
+    sparse = model(blocks, x[input_nodes].to_sparse())
+    assert_close(sparse.logits, dense.logits, rtol=1e-5, atol=1e-6)
+    assert_close(sparse.embedding.to_dense(), dense.embedding, rtol=1e-5, atol=1e-6)
+
+
+def test_normalize_puts_hidden_states_on_the_unit_sphere():
+    g = random_graph()
+    x = torch.randn(g.num_nodes(), 5)
+    out = SAGE(5, 3, hidden=8, normalize=True).eval()(g, x)
+    assert_close(out.embedding.norm(dim=-1), torch.ones(g.num_nodes()))
+    assert not torch.allclose(out.logits.norm(dim=-1), torch.ones(g.num_nodes()))
+
+
+@pytest.mark.parametrize("aggregator", AGGREGATORS)
+def test_training_on_sampled_blocks_with_sparse_features_backpropagates(aggregator):
+    g = random_graph()
+    x = (torch.rand(g.num_nodes(), 20) > 0.8).float()
+    model = SAGE(20, 3, hidden=6, aggregator=aggregator, dropout=0.5).train()
+    input_nodes, blocks = sampled_blocks(g, torch.arange(8), fanouts=[2, 2])
+    out = model(blocks, x[input_nodes].to_sparse())
+    assert out.logits.shape == (8, 3)
+    out.logits.sum().backward()
+    for p in model.parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all()
+
+
+@pytest.mark.parametrize("aggregator", AGGREGATORS)
+def test_learns_a_task_that_needs_the_neighbours(neighbour_task, held_out_accuracy,
+                                                 aggregator):
+    g, x, labels = neighbour_task
+    torch.manual_seed(0)
+    model = SAGE(8, 2, hidden=16, dropout=0.0, aggregator=aggregator)
+    assert held_out_accuracy(model, g, x, labels) >= 0.9
+    # Without edges only the informative half can be right: an MLP's accuracy.
+    no_edges = dgl.graph((torch.tensor([], dtype=torch.long),) * 2, num_nodes=g.num_nodes())
+    torch.manual_seed(0)
+    model = SAGE(8, 2, hidden=16, dropout=0.0, aggregator=aggregator)
+    assert held_out_accuracy(model, no_edges, x, labels) < 0.85
+
+
+@pytest.mark.parametrize("aggregator", AGGREGATORS)
+def test_learns_the_task_on_resampled_blocks(neighbour_task, held_out_accuracy, aggregator):
+    g, x, labels = neighbour_task
+    assert float(g.in_degrees().float().mean()) > 8  # a fanout of 4 leaves most out
+    torch.manual_seed(0)
+    dgl.seed(0)
+    model = ResampledBlocks(SAGE(8, 2, hidden=16, dropout=0.0, aggregator=aggregator), [4, 4])
+    assert held_out_accuracy(model, g, x, labels) >= 0.9
