@@ -16,8 +16,12 @@ batch is a gather over the seeds' row ranges.
 
 from __future__ import annotations
 
-import dgl
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    import dgl
 
 
 def edge_weights(graph: dgl.DGLGraph) -> torch.Tensor:
@@ -108,6 +112,8 @@ class NeighborTable:
         # Local ids through a sorted lookup, so a batch costs O(batch) and not O(graph).
         sorted_ids, perm = torch.sort(node_ids)
         local = perm[torch.searchsorted(sorted_ids, neighbors)]
+        import dgl  # here, so that the DGL-free helpers above load without it
+
         packed = dgl.graph((owner, local), num_nodes=node_ids.numel())
         packed.edata["weight"] = self.weights[positions]
         return packed, node_ids
@@ -120,32 +126,3 @@ def pack_neighbors(graph: dgl.DGLGraph, seeds: torch.Tensor,
     dataset node ``node_ids[i]``, the seeds first. For many batches over one graph,
     build a :class:`NeighborTable` once and call its ``pack``."""
     return NeighborTable(graph, max_neighbors).pack(seeds)
-
-
-class FeatureRows:
-    """Rows of a (sparse or dense) node-feature matrix for a batch's node ids.
-
-    A sparse COO matrix is indexed through its CSR row pointers, once computed, and the
-    batch's rows come back as a coalesced COO matrix (what the sparse-aware layers take).
-    """
-
-    def __init__(self, features: torch.Tensor) -> None:
-        self.features = features
-        if features.is_sparse:
-            coo = features.coalesce()
-            row, self.columns = coo.indices()
-            self.values = coo.values()
-            counts = torch.bincount(row, minlength=features.shape[0])
-            self.indptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
-
-    def take(self, node_ids: torch.Tensor) -> torch.Tensor:
-        """The feature rows of ``node_ids``, in that order."""
-        if not self.features.is_sparse:
-            return self.features[node_ids]
-        positions, owner = gather_rows(self.indptr, node_ids)
-        indices = torch.stack([owner, self.columns[positions]])
-        # Rows come out in order and columns stay sorted within a row: already coalesced,
-        # and valid by construction, so the invariant check would be waste.
-        return torch.sparse_coo_tensor(indices, self.values[positions],
-                                       (node_ids.numel(), self.features.shape[1]),
-                                       is_coalesced=True, check_invariants=False)

@@ -1,11 +1,15 @@
-"""What the batch sources share: which nodes seed the batches, and the loss scaling that
-makes a mini-batch's loss an unbiased estimate of the full-graph loss."""
+"""What the batch sources share: which nodes seed the batches, the loss scaling that
+makes a mini-batch's loss an unbiased estimate of the full-graph loss, and the rows of
+a (sparse or dense) feature matrix for a batch. Nothing here needs DGL: graph-free
+sources (``items``) run where DGL is not installed."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 import torch
+
+from zoo_plugins.neighbors import gather_rows
 
 Seeds = Literal["all", "labeled"]
 
@@ -46,3 +50,32 @@ def loss_rows(labeled_seeds: torch.Tensor, seeds: Seeds, labeled: LabeledSet,
     if seeds == "labeled":
         return torch.arange(labeled_seeds.numel(), device=labeled_seeds.device), None
     return labeled_seeds.nonzero().squeeze(1), labeled.rate * labeled_seeds.numel()
+
+
+class FeatureRows:
+    """Rows of a (sparse or dense) node-feature matrix for a batch's node ids.
+
+    A sparse COO matrix is indexed through its CSR row pointers, once computed, and the
+    batch's rows come back as a coalesced COO matrix (what the sparse-aware layers take).
+    """
+
+    def __init__(self, features: torch.Tensor) -> None:
+        self.features = features
+        if features.is_sparse:
+            coo = features.coalesce()
+            row, self.columns = coo.indices()
+            self.values = coo.values()
+            counts = torch.bincount(row, minlength=features.shape[0])
+            self.indptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+
+    def take(self, node_ids: torch.Tensor) -> torch.Tensor:
+        """The feature rows of ``node_ids``, in that order."""
+        if not self.features.is_sparse:
+            return self.features[node_ids]
+        positions, owner = gather_rows(self.indptr, node_ids)
+        indices = torch.stack([owner, self.columns[positions]])
+        # Rows come out in order and columns stay sorted within a row: already coalesced,
+        # and valid by construction, so the invariant check would be waste.
+        return torch.sparse_coo_tensor(indices, self.values[positions],
+                                       (node_ids.numel(), self.features.shape[1]),
+                                       is_coalesced=True, check_invariants=False)

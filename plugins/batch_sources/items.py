@@ -10,8 +10,13 @@ import torch
 
 import zoo
 from zoo.schema import Ge
-from zoo_plugins.batch_sources.common import LabeledSet, Seeds, loss_rows, seed_order
-from zoo_plugins.neighbors import FeatureRows
+from zoo_plugins.batch_sources.common import (
+    FeatureRows,
+    LabeledSet,
+    Seeds,
+    loss_rows,
+    seed_order,
+)
 
 
 class Items:

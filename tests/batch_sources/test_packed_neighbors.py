@@ -18,7 +18,8 @@ from zoo.contracts import GraphData, RegularizerInput
 from zoo.engine import seed_everything, training_step
 from zoo.errors import ConfigError
 from zoo.registry import PluginRegistrar, Registry
-from zoo_plugins.neighbors import FeatureRows, NeighborTable, pack_neighbors
+from zoo_plugins.batch_sources.common import FeatureRows
+from zoo_plugins.neighbors import NeighborTable, pack_neighbors
 
 
 def weighted_graph(src, dst, weight, num_nodes) -> dgl.DGLGraph:
