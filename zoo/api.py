@@ -107,6 +107,11 @@ def nested_sections(value: Any, tp: Any, path: str) -> Iterator[tuple[str, dict,
         for arg in typing.get_args(base):
             if arg is not type(None):
                 yield from nested_sections(value, arg, path)
+    elif typing.get_origin(base) in (builtins.list, tuple) and isinstance(value, (builtins.list,
+                                                                               tuple)):
+        args = typing.get_args(base)
+        for i, item in enumerate(value):
+            yield from nested_sections(item, args[0] if args else Any, f"{path}[{i}]")
 
 
 class Experiment:

@@ -343,6 +343,11 @@ def _is_graph(obj: Any) -> bool:
     return callable(getattr(obj, "num_edges", None)) and hasattr(obj, "edata")
 
 
+def a(noun: str) -> str:
+    """``noun`` with its indefinite article: "an encoder", "a dataset"."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 @dataclass(frozen=True)
 class KindSpec:
     """A kind's contract: the inputs the zoo passes, the methods a class factory must
@@ -356,8 +361,7 @@ class KindSpec:
 
     def problem(self, obj: Any) -> str | None:
         """Why ``obj``, built by a factory of this kind, breaks the contract (or None)."""
-        article = "an" if self.name[0] in "aeiou" else "a"
-        return None if self.check(obj) else f"{article} {self.name} must return {self.returns}"
+        return None if self.check(obj) else f"{a(self.name)} must return {self.returns}"
 
 
 def _module_with(*attrs: str) -> Callable[[Any], bool]:
@@ -390,7 +394,9 @@ def class_problems(kind: str, factory: Any) -> list[str]:
     spec = KINDS[kind]
     if not inspect.isclass(factory):
         return []
-    missing = [m for m in spec.methods if not callable(getattr(factory, m, None))]
+    # nn.Module's own forward only raises NotImplementedError: it does not count.
+    missing = [m for m in spec.methods if not callable(getattr(factory, m, None))
+               or getattr(factory, m) is getattr(torch.nn.Module, m, None)]
     return [f"it has no {m}() method" for m in missing]
 
 
@@ -401,8 +407,8 @@ def describe_value(value: Any) -> str:
     if isinstance(value, (tuple, list)):
         inner = ", ".join(describe_value(v) for v in value[:3])
         inner += ", ..." if len(value) > 3 else ""
-        return f"a {type(value).__name__} of {len(value)} ({inner})"
+        return f"{a(type(value).__name__)} of {len(value)} ({inner})"
     if value is None:
         return "None"
-    return f"a {type(value).__name__}"
+    return a(type(value).__name__)
 

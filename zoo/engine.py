@@ -265,6 +265,10 @@ class StepLoop:
                                       with_reg_graph=bool(self.regularizers)))
 
     def _run(self, batch: Batch) -> dict[str, torch.Tensor]:
+        if not isinstance(batch, Batch):
+            raise ContractError(f"{component_label(self.source)} yielded "
+                                f"{describe_value(batch)} from epoch(); it must yield "
+                                "zoo.Batch objects")
         metrics = training_step(self.model, batch, self.task, self.regularizers,
                                 self.optimizer, step=self.step, outputs_of=self.outputs_of)
         self.step += 1
@@ -348,7 +352,12 @@ class TrainContext:
                   ) -> Mapping[str, Any]:
         model.eval()
         out = self.batch_source(batches).infer(model)
-        return self.task.evaluate(out, self.data)  # tensors: read once with the losses
+        metrics = self.task.evaluate(out, self.data)  # tensors: read once with the losses
+        if not isinstance(metrics, Mapping) or self.task.monitor not in metrics:
+            raise ContractError(f"{component_label(self.task)} evaluate() returned "
+                                f"{describe_value(metrics)} without its monitored metric "
+                                f"'{self.task.monitor}'; it must return a dict that has it")
+        return metrics
 
     def train(self, model: Classifier, *, optimizer: ComponentSpec,
               batches: ComponentSpec | BatchSource, epochs: int,

@@ -32,16 +32,20 @@ def zoo_register(registry: PluginRegistrar) -> None:
     """Register this plugin's components.
 
     Call ``registry.add(kind, name, factory, override=False)`` once per component.
-    ``kind`` is one of ``dataset``, ``encoder``, ``graph_builder``, ``regularizer``,
-    ``node_model``, ``trainer``. ``factory`` is a class or function whose
-    keyword-only parameters (after ``*``), with type hints and defaults, are the
-    component's config schema; its positional parameters are inputs the zoo supplies
-    when it assembles a model (for example ``in_dim`` and ``out_dim``). The first line
-    of its docstring is the summary ``zoo list`` shows; an ``Args:`` section documents
-    each parameter for ``zoo show``.
+    ``kind`` is one of the kinds of :data:`zoo.contracts.KINDS` (``dataset``,
+    ``graph_builder``, ``encoder``, ``node_model``, ``regularizer``, ``task``,
+    ``batch_source``, ``optimizer``, ``trainer``), whose contracts that module documents.
+    ``factory`` is a class or function whose keyword-only parameters (after ``*``),
+    with type hints and defaults, are the component's config schema; its positional
+    parameters are the inputs the zoo supplies for that kind (for example ``in_dim``
+    and ``out_dim``). The first line of its own docstring is the summary ``zoo list``
+    shows; an ``Args:`` section documents each parameter for ``zoo show``. A component
+    that breaks these rules is refused with a warning naming the fix.
 
-    Registering a ``(kind, name)`` that another plugin already registered is an
-    error naming both distributions, unless ``override=True`` is passed.
+    Registering a ``(kind, name)`` that another third-party plugin already registered
+    is a clash, an error on use naming both distributions, unless ``override=True`` is
+    passed; a built-in keeps its name unless the newcomer overrides knowingly (the
+    newcomer stays reachable as ``plugin:name``).
 
     If this hook raises, none of this plugin's registrations are kept, the plugin
     is reported as failed, and the rest of the zoo keeps working.

@@ -102,9 +102,12 @@ class PluginManager:
         if allowed:
             names = {p.name for p in self.plugins if not p.builtin}
             for name in sorted(allowed - names):
-                self._warn(f"ZOO_PLUGINS names '{name}', which no installed plugin provides"
-                           f"{suggest(name, names)}; installed plugins: "
-                           f"{', '.join(sorted(names)) or 'none'}")
+                text = (f"ZOO_PLUGINS names '{name}', which no installed plugin provides"
+                        f"{suggest(name, names)}; installed plugins: "
+                        f"{', '.join(sorted(names)) or 'none'}")
+                if strict:
+                    raise PluginError(f"{text} (ZOO_STRICT_PLUGINS is set)")
+                self._warn(text)
         return self.plugins
 
     def load_module(self, module: Any, name: str, *, distribution: str = "",
@@ -161,7 +164,8 @@ class PluginManager:
         origin = f"{info.distribution} {info.version}".strip()
         text = f"plugin '{info.name}'{f' ({origin})' if origin else ''} {message}"
         if strict:
-            raise PluginError(text + " (ZOO_STRICT_PLUGINS is set)") from exc
+            why = "ZOO_STRICT_PLUGINS is set" if _flag("ZOO_STRICT_PLUGINS") else "strict loading"
+            raise PluginError(f"{text} ({why})") from exc
         self._warn(f"{text}; skipped (set ZOO_STRICT_PLUGINS=1 to make this an error)"
                    if status == "failed" else text)
 

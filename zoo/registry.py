@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from zoo.contracts import KINDS, class_problems
+from zoo.contracts import KINDS, a, class_problems
 from zoo.errors import ConfigError, ContractError, PluginError
 from zoo.schema import (
     ComponentSpec,
@@ -193,12 +193,12 @@ class Registry:
         if isinstance(section, str):
             section = {"name": section}
         if not isinstance(section, Mapping):
-            raise ConfigError(f"{path}: expected a mapping with 'name' naming a {kind}")
+            raise ConfigError(f"{path}: expected a mapping with 'name' naming {a(kind)}")
         if "name" not in section:
             known = ", ".join(c.name for c in self.list(kind=kind))
             raise ConfigError(f"{path}.name is missing: name the {kind} to use ({known})")
         if not isinstance(section["name"], str):
-            raise ConfigError(f"{path}.name: expected the name of a {kind}, got "
+            raise ConfigError(f"{path}.name: expected the name of {a(kind)}, got "
                               f"{section['name']!r}")
         comp = self.get(kind, section["name"], f"{path}.name")
         out = {"name": section["name"]}
@@ -226,7 +226,7 @@ class Registry:
         problem = KINDS[kind].problem(obj)
         if problem:
             raise ContractError(f"{kind} '{comp.name}' ({comp.origin}) broke its contract: "
-                                f"{problem}, but it returned a {type(obj).__name__}")
+                                f"{problem}, but it returned {a(type(obj).__name__)}")
         tag_component(obj, kind, comp.name)
         return obj
 
@@ -269,13 +269,13 @@ def registration_problems(kind: str, name: str, factory: Any) -> tuple[list[str]
                         "parameters must be keyword-only, after `*` (e.g. "
                         f"`def __init__(self, {', '.join([*expected, '*', defaulted[0]])}=...)`)")
     elif len(inputs) != len(expected):
-        problems.append(f"{kind} '{name}' takes positional inputs ({', '.join(inputs)}) but a "
-                        f"{kind} receives ({', '.join(expected) or 'none'}); put config "
+        problems.append(f"{kind} '{name}' takes positional inputs ({', '.join(inputs)}) but "
+                        f"{a(kind)} receives ({', '.join(expected) or 'none'}); put config "
                         "parameters after `*`")
     for p in params.values():
         why = unexpressible(p.type)
         if why:
-            problems.append(f"{kind} '{name}': parameter '{p.name}' has type {why}")
+            problems.append(f"{kind} '{name}': parameter '{p.name}': {why}")
         elif not p.required and p.default is not None:
             try:
                 coerce(p.default, p.type, f"{name}.{p.name}")
@@ -304,7 +304,7 @@ class PluginRegistrar:
         name registered by another plugin (a built-in included).
         """
         if not isinstance(name, str) or not name or ":" in name:
-            self.refused.append(f"registered a {kind} with the name {name!r}; give a "
+            self.refused.append(f"registered {a(kind)} with the name {name!r}; give a "
                                 "non-empty name without ':'")
             return
         if kind not in KINDS:

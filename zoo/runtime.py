@@ -3,8 +3,8 @@
 One :class:`Runtime` travels in every training context. In a single process it is rank 0
 of 1, its :meth:`Runtime.reduce` returns its input and :meth:`Runtime.barrier` does
 nothing; when ``torch.distributed`` is initialised (a ``torchrun`` launch) they become the
-collective operations, so trainers and batch sources written against it need no change to
-run data-parallel.
+collective operations. It is the seam multi-process training builds on: sharding the
+seeds by rank and all-reducing gradients are not done yet.
 """
 
 from __future__ import annotations

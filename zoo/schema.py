@@ -259,8 +259,8 @@ def unexpressible(tp: Any) -> str | None:
             if problem:
                 return f"field '{p.name}': {problem}"
         return None
-    return (f"{type_name(tp)} cannot be written in a YAML config; take a str choice "
-            "(Literal[...]) or numbers and build the object inside the component")
+    return (f"its type {type_name(tp)} cannot be written in a YAML config; take a str "
+            "choice (Literal[...]) or numbers and build the object inside the component")
 
 
 def type_name(tp: Any) -> str:
@@ -460,6 +460,12 @@ def materialize(value: Any, tp: Any, make_spec: Callable[[str, dict, str], Any],
         params = dataclass_params(base)
         return base(**{k: materialize(v, params[k].type, make_spec, f"{path}.{k}")
                        for k, v in value.items()})
+    if typing.get_origin(base) in (list, tuple, typing.Sequence) and isinstance(
+            value, (list, tuple)):
+        args = typing.get_args(base)
+        items = [materialize(v, args[0] if args else Any, make_spec, f"{path}[{i}]")
+                 for i, v in enumerate(value)]
+        return type(value)(items)
     return value
 
 
