@@ -254,6 +254,7 @@ class Experiment:
         display = Progress(enabled=progress and self.runtime.is_main, monitor=self.task.monitor)
         per_seed: builtins.list[Metrics] = []
         epoch_ms: builtins.list[float] = []
+        summary: dict[str, Any] | None = None
         try:
             if writer is not None:
                 writer.write_config(config)
@@ -278,7 +279,10 @@ class Experiment:
         finally:
             display.close()
             if writer is not None:
-                writer.close()
+                if summary is None and writer.records == 0:
+                    writer.discard()
+                else:
+                    writer.close()
         self.summary = summary
         return summary
 

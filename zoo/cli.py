@@ -31,7 +31,10 @@ class Parser(argparse.ArgumentParser):
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="a YAML file, or the name of a bundled config (gcn_cora)")
+    # Optional here so that a missing config gets the zoo's own message, not argparse's
+    # (which would call the optional overrides required too).
+    p.add_argument("config", nargs="?",
+                   help="a YAML file, or the name of a bundled config (gcn_cora)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="dotted overrides anywhere on the line, e.g. model.hidden=64; "
                         "KEY+=VALUE appends to a list, ~KEY removes")
@@ -129,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = COMMANDS[command][0]()
     try:
         args = parser.parse_intermixed_args(rest)
+        if "config" in vars(args) and args.config is None:
+            raise UsageError("give a config: a YAML file or the name of a bundled config "
+                             "(e.g. gcn_cora)")
         return int(globals()[f"cmd_{command}"](args) or 0)
     except UsageError as e:
         parser.print_usage(sys.stderr)

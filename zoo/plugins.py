@@ -146,7 +146,16 @@ class PluginManager:
         for problem in hook_problems:
             self._fail(info, problem, strict, None, status="loaded")
         added, clashes = registrar.commit(self.registry)
-        info.components = [f"{c.kind}:{c.name}" for c in added]
+        # A component that left a built-in its name is offered as plugin:name.
+        info.components = [
+            f"{c.kind}:{c.name}" if self.registry.find_exact(c.kind, c.name) is c
+            or self.registry.find_exact(c.kind, c.name).clash
+            else f"{c.kind}:{c.qualified_name}" for c in added]
+        for c in added:
+            if c.overrides and self.registry.find_exact(c.kind, c.name) is c:
+                self._warn(f"plugin '{info.name}' replaces {c.kind} '{c.name}' of "
+                           f"{c.overrides} (override=True); the replaced one stays "
+                           f"reachable as '{c.candidates[0].qualified_name}'")
         info.refused = list(registrar.refused)
         for problem in registrar.refused:
             self._fail(info, f"{problem}; it is not offered", strict, None, status="loaded")

@@ -182,6 +182,10 @@ class Registry:
             key=lambda c: (kinds.index(c.kind), c.name),
         )
 
+    def find_exact(self, kind: str, name: str) -> Component | None:
+        """The component holding ``(kind, name)``, or None (no checks, no errors)."""
+        return self._components.get((kind, name))
+
     def find(self, name: str) -> list[Component]:
         """Every component called ``name``, of any kind."""
         return [c for (k, n), c in self._components.items() if n == name]
@@ -329,6 +333,5 @@ class PluginRegistrar:
                 added.append(comp)
             except PluginError as e:
                 clashes.append(str(e))
-                if registry._components[(comp.kind, comp.name)].clash:
-                    added.append(comp)
+                added.append(comp)  # a candidate: reachable as plugin:name, or a clash
         return added, clashes

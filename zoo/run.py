@@ -73,8 +73,10 @@ class RunWriter:
                               "another --out or remove it")
         if self.dir.exists() and not self.dir.is_dir():
             raise ConfigError(f"output path '{self.dir}' is a file; choose a folder for --out")
+        self._created = [p for p in (self.dir, *self.dir.parents) if not p.exists()]
         self.dir.mkdir(parents=True, exist_ok=True)
         self._metrics = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")
+        self.records = 0
 
     def write_config(self, config: dict[str, Any]) -> None:
         """Save the resolved config as ``config.yaml``."""
@@ -83,6 +85,7 @@ class RunWriter:
     def log(self, record: dict[str, Any]) -> None:
         """Append one record to ``metrics.jsonl``."""
         self._metrics.write(json.dumps(record, default=float) + "\n")
+        self.records += 1
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """Save ``summary.json`` (atomically) and close the metrics file."""
@@ -91,6 +94,18 @@ class RunWriter:
 
     def close(self) -> None:
         self._metrics.close()
+
+    def discard(self) -> None:
+        """Remove what this writer made, for a run that failed before its first record:
+        it leaves nothing behind, and the same folder can hold the run once it is fixed."""
+        self.close()
+        for name in ("metrics.jsonl", "config.yaml"):
+            (self.dir / name).unlink(missing_ok=True)
+        for folder in self._created:  # the run folder first, then parents it had to make
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
 
 def summarize(config: dict[str, Any], seeds: list[int], per_seed: list[dict[str, float]],

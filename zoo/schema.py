@@ -274,12 +274,7 @@ def type_name(tp: Any) -> str:
         if kinds:
             return f"{kinds[0]} section"
         bounds = [m for m in meta if isinstance(m, Bound)]
-        name = type_name(base)
-        if len(bounds) == 2 and bounds[0].op.startswith(">") and bounds[1].op.startswith("<"):
-            lo, hi = bounds
-            return (f"{name} in {'[' if lo.op == '>=' else '('}{lo.value:g}, "
-                    f"{hi.value:g}{']' if hi.op == '<=' else ')'}")
-        return " ".join([name, *(str(b) for b in bounds)])
+        return f"{type_name(base)} {range_text(bounds)}" if bounds else type_name(base)
     if origin is Literal:
         return " | ".join(repr(a) for a in typing.get_args(tp))
     if origin in (Union, types.UnionType):
@@ -307,8 +302,20 @@ def merge_section(value: Any, default: Any) -> Any:
     return value
 
 
+def range_text(bounds: list[Bound], nullable: bool = False) -> str:
+    """``in [0, 1)``, ``>= 1`` or ``>= 1 or null``: the allowed values, as ``zoo show``
+    and the errors write them."""
+    if len(bounds) == 2 and bounds[0].op.startswith(">") and bounds[1].op.startswith("<"):
+        lo, hi = bounds
+        text = (f"in {'[' if lo.op == '>=' else '('}{lo.value:g}, "
+                f"{hi.value:g}{']' if hi.op == '<=' else ')'}")
+    else:
+        text = " and ".join(str(b) for b in bounds)
+    return text + (" or null" if nullable else "")
+
+
 def coerce(value: Any, tp: Any, path: str, check_section: Any = None,
-           default: Any = REQUIRED) -> Any:
+           default: Any = REQUIRED, nullable: bool = False) -> Any:
     """Check ``value`` against type hint ``tp`` and return its plain form (ints widen to
     floats, lists to tuples where asked). Raises :class:`ConfigError` naming ``path``.
 
@@ -327,10 +334,13 @@ def coerce(value: Any, tp: Any, path: str, check_section: Any = None,
                 raise ConfigError(f"{path}: expected a {kinds[0].kind} section (a mapping with "
                                   f"'name'), got {_show(value)}")
             return check_section(kinds[0].kind, dict(value), path)
+        bounds = [m for m in meta if isinstance(m, Bound)]
+        if bounds and isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{path}: must be a finite number "
+                              f"{range_text(bounds, nullable)}, got {value}")
         out = coerce(value, base, path, check_section, default)
-        for bound in (m for m in meta if isinstance(m, Bound)):
-            if not bound.holds(out):
-                raise ConfigError(f"{path}: must be {bound}, got {out!r}")
+        if not all(bound.holds(out) for bound in bounds):
+            raise ConfigError(f"{path}: must be {range_text(bounds, nullable)}, got {out!r}")
         return out
     if origin is Literal:
         choices = typing.get_args(tp)
@@ -344,7 +354,8 @@ def coerce(value: Any, tp: Any, path: str, check_section: Any = None,
         if value is None and len(options) < len(typing.get_args(tp)):
             return None
         if len(options) == 1:  # `X | None` with a value: X's own, more precise, errors
-            return coerce(value, options[0], path, check_section, default)
+            return coerce(value, options[0], path, check_section, default,
+                          nullable=len(options) < len(typing.get_args(tp)))
         for arg in typing.get_args(tp):
             try:
                 return coerce(value, arg, path, check_section, default)

@@ -36,6 +36,21 @@ def whole_graph_in_degrees(graph: dgl.DGLGraph) -> torch.Tensor:
     return torch.bincount(dst[keep], minlength=graph.num_nodes()).float()
 
 
+def annotate_blocks(graph: dgl.DGLGraph, blocks: list[dgl.DGLGraph],
+                    in_degree: torch.Tensor | None = None) -> list[dgl.DGLGraph]:
+    """Give sampled ``blocks`` of ``graph`` what the node-model contract promises: each
+    src and dst node's whole-graph in-degree without self-loops (``in_degree``, computed
+    if not given) and the whole graph's edge weights (ones if it has none)."""
+    in_degree = whole_graph_in_degrees(graph) if in_degree is None else in_degree
+    weight = graph.edata.get("weight")
+    for block in blocks:
+        block.srcdata["in_degree"] = in_degree[block.srcdata[dgl.NID]]
+        block.dstdata["in_degree"] = in_degree[block.dstdata[dgl.NID]]
+        block.edata["weight"] = (torch.ones(block.num_edges()) if weight is None
+                                 else weight[block.edata[dgl.EID]])
+    return blocks
+
+
 class NeighborSampler:
     """Seeds with sampled multi-hop neighbourhoods (DGL NeighborSampler), for block models.
 
@@ -84,11 +99,7 @@ class NeighborSampler:
         """(input node ids, blocks on the device) for ``seeds``."""
         input_nodes, _, blocks = (sampler or self.sampler).sample_blocks(
             self.cpu_graph, seeds.to("cpu"))
-        for block in blocks:
-            block.srcdata["in_degree"] = self.in_degree[block.srcdata[dgl.NID]]
-            block.dstdata["in_degree"] = self.in_degree[block.dstdata[dgl.NID]]
-            if "weight" not in block.edata:
-                block.edata["weight"] = torch.ones(block.num_edges())
+        annotate_blocks(self.cpu_graph, blocks, self.in_degree)
         return input_nodes.to(self.device), [b.to(self.device) for b in blocks]
 
     def epoch(self, labels: torch.Tensor, labeled: torch.Tensor,

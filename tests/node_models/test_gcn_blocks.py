@@ -10,19 +10,8 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from zoo_plugins.batch_sources.neighbor_sampler import annotate_blocks
 from zoo_plugins.node_models.gcn import GCN
-
-
-def with_block_fields(graph: dgl.DGLGraph, blocks: list[dgl.DGLGraph]) -> list[dgl.DGLGraph]:
-    """Set what the zoo's batch source guarantees on each block: whole-graph in-degrees
-    without self-loops on src and dst nodes, and the whole graph's edge weights."""
-    in_degree = dgl.remove_self_loop(graph).in_degrees().float()
-    weight = graph.edata.get("weight", torch.ones(graph.num_edges()))
-    for block in blocks:
-        block.srcdata["in_degree"] = in_degree[block.srcdata[dgl.NID]]
-        block.dstdata["in_degree"] = in_degree[block.dstdata[dgl.NID]]
-        block.edata["weight"] = weight[block.edata[dgl.EID]]
-    return blocks
 
 
 def full_blocks(graph: dgl.DGLGraph, layers: int, seeds: torch.Tensor,
@@ -31,7 +20,7 @@ def full_blocks(graph: dgl.DGLGraph, layers: int, seeds: torch.Tensor,
     sampler = dgl.dataloading.MultiLayerFullNeighborSampler(layers)
     input_nodes, output_nodes, blocks = sampler.sample_blocks(graph, seeds)
     assert torch.equal(output_nodes, seeds)
-    return input_nodes, with_block_fields(graph, blocks)
+    return input_nodes, annotate_blocks(graph, blocks)
 
 
 def random_graph(n: int = 30, edges: int = 70, *, self_loops: bool = False,
@@ -124,7 +113,7 @@ def test_sampled_block_is_the_scaled_neighbour_sum_and_unbiased():
     for _ in range(samples):
         input_nodes, _, blocks = sampler.sample_blocks(g, seeds)
         with torch.no_grad():
-            out = model(with_block_fields(g, blocks), x[input_nodes]).logits
+            out = model(annotate_blocks(g, blocks), x[input_nodes]).logits
         # The estimator by hand, over the sampled in-edges by whole-graph node ids.
         src, dst = blocks[0].edges()
         u, v = input_nodes[src], seeds[dst]
@@ -162,7 +151,7 @@ def test_training_on_sampled_blocks_with_sparse_features_backpropagates():
     model = GCN(20, 3, hidden=6, layers=2, dropout=0.5).train()
     sampler = dgl.dataloading.NeighborSampler([2, 2])
     input_nodes, _, blocks = sampler.sample_blocks(g, torch.arange(8))
-    out = model(with_block_fields(g, blocks), x[input_nodes].to_sparse())
+    out = model(annotate_blocks(g, blocks), x[input_nodes].to_sparse())
     assert out.logits.shape == (8, 3)
     out.logits.sum().backward()
     for p in model.parameters():

@@ -12,21 +12,10 @@ from torch.testing import assert_close
 
 import zoo
 from zoo.contracts import ModelOutput
+from zoo_plugins.batch_sources.neighbor_sampler import annotate_blocks
 from zoo_plugins.node_models.sage import SAGE
 
 AGGREGATORS = ["mean", "gcn", "pool"]
-
-
-def with_block_fields(graph: dgl.DGLGraph, blocks: list[dgl.DGLGraph]) -> list[dgl.DGLGraph]:
-    """Set what the zoo's batch source guarantees on each block: whole-graph in-degrees
-    without self-loops on src and dst nodes, and the whole graph's edge weights."""
-    in_degree = dgl.remove_self_loop(graph).in_degrees().float()
-    weight = graph.edata.get("weight", torch.ones(graph.num_edges()))
-    for block in blocks:
-        block.srcdata["in_degree"] = in_degree[block.srcdata[dgl.NID]]
-        block.dstdata["in_degree"] = in_degree[block.dstdata[dgl.NID]]
-        block.edata["weight"] = weight[block.edata[dgl.EID]]
-    return blocks
 
 
 def sampled_blocks(graph: dgl.DGLGraph, seeds: torch.Tensor, fanouts: list[int] | None = None,
@@ -36,7 +25,7 @@ def sampled_blocks(graph: dgl.DGLGraph, seeds: torch.Tensor, fanouts: list[int] 
                else dgl.dataloading.MultiLayerFullNeighborSampler(layers))
     input_nodes, output_nodes, blocks = sampler.sample_blocks(graph, seeds)
     assert torch.equal(output_nodes, seeds)
-    return input_nodes, with_block_fields(graph, blocks)
+    return input_nodes, annotate_blocks(graph, blocks)
 
 
 def random_graph(n: int = 30, edges: int = 80, seed: int = 0) -> dgl.DGLGraph:
