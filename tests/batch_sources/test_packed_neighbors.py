@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 import zoo
-from zoo.api import default_registry
 from zoo.contracts import GraphData, RegularizerInput
 from zoo.engine import seed_everything, training_step
 from zoo.errors import ConfigError
@@ -78,25 +77,6 @@ def test_feature_rows_of_sparse_and_dense_features():
 
 
 # -- the trainer ------------------------------------------------------------------------
-def synthetic(*, nodes: int = 120, seed: int = 0) -> GraphData:
-    """Three communities; sparse bag-of-words features only weakly tell them apart."""
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.arange(nodes) % 3
-    src = torch.randint(0, nodes, (nodes * 12,), generator=gen)
-    dst = torch.randint(0, nodes, (nodes * 12,), generator=gen)
-    keep = (labels[src] == labels[dst]) & (src != dst)
-    g = dgl.to_bidirected(dgl.graph((src[keep], dst[keep]), num_nodes=nodes))
-    words = (torch.rand(nodes, 30, generator=gen) < 0.1).float()
-    words[torch.arange(nodes), labels * 10 + torch.randint(0, 10, (nodes,), generator=gen)] = 1
-    features = (words / words.sum(1, keepdim=True)).to_sparse()
-    order = torch.randperm(nodes, generator=gen)
-    masks = [torch.zeros(nodes, dtype=torch.bool) for _ in range(3)]
-    masks[0][order[:15]] = True
-    masks[1][order[15:45]] = True
-    masks[2][order[45:]] = True
-    return GraphData(g, features, labels, *masks, num_classes=3, name="synthetic")
-
-
 SEEN: list[RegularizerInput] = []
 
 
@@ -116,12 +96,12 @@ class Spy(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def registry() -> Registry:
+def registry(registry: Registry) -> Registry:
+    """The shared test registry plus the spy regularizer."""
     reg = Registry()
-    for comp in default_registry().list():
+    for comp in registry.list():
         reg.add_component(comp)
     extra = PluginRegistrar("tests", "tests", "0")
-    extra.add("dataset", "synthetic", synthetic)
     extra.add("regularizer", "spy", Spy)
     extra.commit(reg)
     return reg
@@ -132,7 +112,7 @@ def packed(batch_size: int, **kw) -> dict:
 
 
 def config(batches: dict | None = None, **trainer) -> dict:
-    return {"dataset": {"name": "synthetic"},
+    return {"dataset": {"name": "communities"},
             "encoder": {"name": "mlp", "hidden": 16, "dropout": 0.0},
             "regularizers": [{"name": "distance", "multiplier": 1.0}],
             "trainer": {"name": "supervised", "epochs": 30, "optimizer": {"lr": 0.05},
@@ -179,7 +159,7 @@ def test_threads_apply_while_training_and_are_restored(registry, batches):
     finally:
         Spy.forward = original
         torch.set_num_threads(previous)
-    with pytest.raises(ConfigError, match="trainer.threads: must be >= 1, got 0"):
+    with pytest.raises(ConfigError, match="trainer.threads: must be >= 1 or null, got 0"):
         zoo.build(config(threads=0), registry=registry)
 
 

@@ -156,7 +156,7 @@ def test_mean_counts_every_sampled_pair():
 
 @pytest.mark.parametrize("kw, message", [
     ({"reg_weight_lu": -1.0}, "reg_weight_lu: must be >= 0, got -1.0"),
-    ({"num_pairs_reg": 0}, "num_pairs_reg: must be >= 1, got 0"),
+    ({"num_pairs_reg": 0}, "num_pairs_reg: must be >= 1 or null, got 0"),
 ])
 def test_bad_config_is_a_config_error(kw, message):
     with pytest.raises(ConfigError, match=message):
