@@ -23,7 +23,8 @@ from zoo.plugins import default_manager
 from zoo.registry import Component, Registry, component_label
 from zoo.run import Progress, RunWriter, default_run_dir, summarize
 from zoo.runtime import Runtime
-from zoo.schema import Kind, dataclass_params, suggest
+from zoo.introspect import dataclass_params
+from zoo.schema import Kind, suggest
 
 PROBE_IN_DIM, PROBE_OUT_DIM = 8, 3  # sizes a model is test-built with before data loads
 

@@ -214,7 +214,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _schema_lines(params: dict[str, Any], indent: str = "  ") -> list[str]:
     """``name: default    # type  doc`` per parameter, dataclass sections expanded."""
     from zoo.registry import plain
-    from zoo.schema import dataclass_params
+    from zoo.introspect import dataclass_params
 
     lines = []
     for p in params.values():

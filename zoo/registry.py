@@ -12,16 +12,13 @@ from typing import Any
 
 from zoo.contracts import KINDS, a, class_problems
 from zoo.errors import ConfigError, ContractError, PluginError
+from zoo.introspect import Param, derive_params, own_doc, summary_line
 from zoo.schema import (
     ComponentSpec,
-    Param,
     coerce,
     coerce_fields,
-    derive_params,
     materialize,
-    own_doc,
     suggest,
-    summary_line,
     unexpressible,
 )
 

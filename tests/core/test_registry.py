@@ -9,7 +9,8 @@ from torch import nn
 
 from zoo.errors import ConfigError, PluginError
 from zoo.registry import PluginRegistrar, Registry
-from zoo.schema import ComponentSpec, Ge, Kind, Lt, parse_arg_docs
+from zoo.introspect import parse_arg_docs
+from zoo.schema import ComponentSpec, Ge, Kind, Lt
 
 
 class Toy(nn.Module):
