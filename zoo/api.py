@@ -20,7 +20,7 @@ from zoo.engine import Engine, TrainContext, seed_everything, to_floats
 from zoo.errors import ConfigError, ContractError, ZooError
 from zoo.model import Classifier
 from zoo.plugins import default_manager
-from zoo.registry import Component, Registry, component_label
+from zoo.registry import Component, Registry, component_label, component_name
 from zoo.run import Progress, RunWriter, default_run_dir, summarize
 from zoo.runtime import Runtime
 from zoo.introspect import dataclass_params
@@ -310,7 +310,7 @@ def check_batches_fit_model(source: Any, model: Classifier, path: str) -> None:
     graph_input = getattr(source, "graph_input", "whole")
     node_model = model.node_model
     if graph_input == "none" and node_model is not None:
-        raise ConfigError(f"{path}: batch source '{source_name(source)}' gives the model no "
+        raise ConfigError(f"{path}: batch source '{component_name(source)}' gives the model no "
                           f"graph, but {component_label(node_model)} needs one; use an "
                           "encoder-only model, or a batch source such as full_graph or "
                           "neighbor_sampler")
@@ -318,7 +318,7 @@ def check_batches_fit_model(source: Any, model: Classifier, path: str) -> None:
         if node_model is None or not getattr(node_model, "supports_blocks", False):
             what = (component_label(node_model) if node_model is not None
                     else "an encoder-only model")
-            raise ConfigError(f"{path}: batch source '{source_name(source)}' feeds sampled "
+            raise ConfigError(f"{path}: batch source '{component_name(source)}' feeds sampled "
                               f"blocks, which {what} cannot run on; use a node model that "
                               "supports blocks (gcn, sage) or another batch source")
         layers = getattr(node_model, "num_layers", None)
@@ -328,9 +328,6 @@ def check_batches_fit_model(source: Any, model: Classifier, path: str) -> None:
                               f"{component_label(node_model)}, which has {layers} layers; "
                               "give one fanout per layer")
 
-
-def source_name(source: Any) -> str:
-    return component_label(source).partition(" ")[2].strip("'") or type(source).__name__
 
 
 def default_out(name: str) -> Path:

@@ -22,20 +22,20 @@ def expected_rows(graph: Any, x: torch.Tensor) -> int:
     return int(x.shape[0])
 
 
-def unpack_output(out: Any, label: str, hidden: torch.Tensor | None,
+def unpack_output(out: Any, component: Any, hidden: torch.Tensor | None,
                   rows: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(output, embedding)`` of what a model component returned, or a ContractError
+    """``(output, embedding)`` of what a model ``component`` returned, or a ContractError
     naming the component and what it returned."""
     if isinstance(out, ModelOutput):
         logits, embedding = out.logits, out.embedding
     elif isinstance(out, torch.Tensor):
         logits, embedding = out, hidden
     else:
-        raise ContractError(f"{label} returned {describe_value(out)}; it must return a tensor "
-                            "or a zoo.ModelOutput(logits, embedding)")
+        raise ContractError(f"{component_label(component)} returned {describe_value(out)}; it "
+                            "must return a tensor or a zoo.ModelOutput(logits, embedding)")
     if not isinstance(logits, torch.Tensor) or logits.dim() < 1 or logits.shape[0] != rows:
-        raise ContractError(f"{label} returned {describe_value(logits)} as its output; it must "
-                            f"have one row per output node ({rows})")
+        raise ContractError(f"{component_label(component)} returned {describe_value(logits)} "
+                            f"as its output; it must have one row per output node ({rows})")
     return logits, embedding
 
 
@@ -62,11 +62,11 @@ class Classifier(torch.nn.Module):
         whole graph, the last block's destination nodes, or one per input row)."""
         x, embedding = features, None
         if self.encoder is not None:
-            x, embedding = unpack_output(self.encoder(x), component_label(self.encoder),
+            x, embedding = unpack_output(self.encoder(x), self.encoder,
                                          None, int(x.shape[0]))
         if self.node_model is not None:
             hidden = x
             x, embedding = unpack_output(self.node_model(graph, x),
-                                         component_label(self.node_model), hidden,
+                                         self.node_model, hidden,
                                          expected_rows(graph, hidden))
         return ModelOutput(logits=x, embedding=x if embedding is None else embedding)
