@@ -8,8 +8,22 @@ Where files live
     else ``$XDG_CACHE_HOME/zoo/data``, else ``~/.cache/zoo/data``.
 
 Where files come from
-    ``$ZOO_DATA_MIRROR`` if set (a local folder or an ``http(s)://`` base address
-    holding the files under their plain names), else the caller's canonical base.
+    ``$ZOO_DATA_MIRROR`` if set, else the caller's canonical base. The mirror is a
+    local folder or an ``http(s)://`` base address, in one of two layouts:
+
+    - one sub-folder per dataset family, named after the group (``planetoid/``,
+      ``mnist/``: the layout of the project's shared ``datasets/`` folder): when
+      ``<mirror>/<group>/`` is an existing local folder, the group's files (and its
+      ``SHA256SUMS``) are read from there;
+    - the files directly under the mirror, under their plain names: used for a local
+      folder without a ``<group>/`` sub-folder (this keeps a folder of one family's
+      files, such as ``datasets/planetoid``, working).
+
+    An http(s) mirror is never probed (a request per file to find the layout would
+    cost a round trip and could mistake an error page for a folder): its files are
+    read directly under it, unless its address holds the placeholder ``{group}``,
+    which is replaced by the group (``https://host/datasets/{group}``); a local
+    folder may use the placeholder too.
 
 Guarantees
     A file is only ever put into the cache by an atomic ``os.replace`` of a fully
@@ -65,9 +79,26 @@ def cache_root() -> Path:
     return base / "zoo" / "data"
 
 
-def source_for(base_url: str) -> str:
-    """Return where files are read from: ``ZOO_DATA_MIRROR`` if set, else ``base_url``."""
-    return os.environ.get(MIRROR_ENV) or base_url
+def source_for(base_url: str, group: str | None = None) -> str:
+    """Return where files of ``group`` are read from: the mirror or ``base_url``.
+
+    With ``ZOO_DATA_MIRROR`` unset this is ``base_url``. Otherwise it is the mirror
+    with its ``{group}`` placeholder filled in, or, for a local folder that has a
+    ``<group>/`` sub-folder, that sub-folder; else the mirror itself (see the module
+    docstring). Without ``group`` the mirror is returned as it is set.
+    """
+    mirror = os.environ.get(MIRROR_ENV)
+    if not mirror:
+        return base_url
+    if group is None:
+        return mirror
+    if "{group}" in mirror:
+        return mirror.replace("{group}", group)
+    if not is_url(mirror):
+        family = Path(mirror).expanduser() / group
+        if family.is_dir():
+            return str(family)
+    return mirror
 
 
 def is_url(source: str) -> bool:
@@ -98,7 +129,8 @@ def fetch(
         filename: The file's plain name, both at the source and in the cache.
         sha256: Its expected hex SHA-256; ``None`` looks it up in the source's
             ``SHA256SUMS`` (with a warning, since such a hash is not pinned).
-        group: Sub-folder of the cache for this dataset family (e.g. ``planetoid``).
+        group: The dataset family (e.g. ``planetoid``): the sub-folder of the cache,
+            and of a mirror laid out with one sub-folder per family.
         base_url: Canonical base address, used when ``ZOO_DATA_MIRROR`` is unset.
         timeout: Seconds to wait on the network before giving up on a download.
 
@@ -107,7 +139,7 @@ def fetch(
     """
     _check_plain_name(filename, "file name")
     _check_plain_name(group, "group")
-    source = source_for(base_url)
+    source = source_for(base_url, group)
     if sha256 is None:
         sha256 = _hash_from_sums(filename, source, timeout)
     expected = sha256.lower()

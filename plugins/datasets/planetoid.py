@@ -94,7 +94,8 @@ def planetoid(*, subset: str = "cora", self_loops: bool = False) -> GraphData:
         )
     subset = subset.lower()
     parsed = _load_cached(
-        subset, fetch_mod.source_for(CANONICAL_BASE_URL), str(fetch_mod.cache_root())
+        subset, fetch_mod.source_for(CANONICAL_BASE_URL, CACHE_GROUP),
+        str(fetch_mod.cache_root()),
     )
     return _to_graph_data(parsed, subset, self_loops=bool(self_loops))
 
