@@ -6,6 +6,7 @@ registering components through the ``zoo.plugins`` entry points, and from Python
     import zoo
     exp = zoo.build("gcn_cora", trainer={"epochs": 50})
     summary = exp.fit()
+    exp = zoo.load("runs/gcn_cora-...")   # a finished run, with its trained model
 
 The contracts components follow, and the values that flow between them, are in
 :mod:`zoo.contracts` and exported here: ``zoo.GraphData``, ``zoo.ModelOutput``,
@@ -30,6 +31,7 @@ _LAZY = {
                       "Trainer", "KINDS"),
     "zoo.engine": ("TrainContext", "Engine", "FitResult", "training_step", "seed_everything"),
     "zoo.model": ("Classifier",),
+    "zoo.retrieval": ("load",),
     "zoo.runtime": ("Runtime",),
     "zoo.schema": ("Kind", "ComponentSpec", "Ge", "Gt", "Le", "Lt"),
 }
@@ -73,5 +75,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the lazy names, imported eagerl
     )
     from zoo.engine import Engine, FitResult, TrainContext, seed_everything, training_step  # noqa: F401
     from zoo.model import Classifier  # noqa: F401
+    from zoo.retrieval import load  # noqa: F401
     from zoo.runtime import Runtime  # noqa: F401
     from zoo.schema import ComponentSpec, Ge, Gt, Kind, Le, Lt  # noqa: F401

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from zoo.config import LoadedConfig, load_config, validate_config
-from zoo.contracts import GraphData, Metrics, describe_value
+from zoo.contracts import GraphData, Metrics, ModelOutput, describe_value
 from zoo.engine import Engine, TrainContext, seed_everything, to_floats
 from zoo.errors import ConfigError, ContractError, ZooError
 from zoo.model import Classifier
@@ -129,6 +129,8 @@ class Experiment:
         self._graph: Any = None
         self._model: Classifier | None = None
         self.summary: dict[str, Any] | None = None
+        self.seed: int | None = None  # the seed of a model loaded from a run folder
+        self._search_index: Any = None
 
     # -- checks before anything runs ---------------------------------------------------
     @staticmethod
@@ -213,11 +215,20 @@ class Experiment:
         return Classifier(encoder, node_model)
 
     def build_model(self) -> Classifier:
-        """A freshly initialized model as the config describes it, on the run's device."""
+        """A freshly initialized model as the config describes it, with the task's head
+        (if it has one), on the run's device."""
         data = self.data
-        return self._build_classifier(data.num_features,
-                                      int(self.task.output_size(data))).to(
-            self.runtime.device)
+        out_dim = int(self.task.output_size(data))
+        model = self._build_classifier(data.num_features, out_dim)
+        make_head = getattr(self.task, "head", None)
+        if callable(make_head):
+            head = make_head(data, out_dim)
+            if head is not None and not isinstance(head, torch.nn.Module):
+                raise ContractError(f"{component_label(self.task)} returned "
+                                    f"{describe_value(head)} from head(); it must return "
+                                    "an nn.Module or None")
+            model.head = head
+        return model.to(self.runtime.device)
 
     def build_regularizers(self) -> builtins.list[torch.nn.Module]:
         """The configured regularizers, fresh, on the run's device."""
@@ -256,6 +267,7 @@ class Experiment:
         per_seed: builtins.list[Metrics] = []
         epoch_ms: builtins.list[float] = []
         summary: dict[str, Any] | None = None
+        files: builtins.list[str] = []
         try:
             if writer is not None:
                 writer.write_config(config)
@@ -267,6 +279,10 @@ class Experiment:
                                 progress=lambda ph, d, t, m, lb=label: display.update(
                                     lb, ph, d, t, m))
                 metrics = self._fit_seed(seed, engine)
+                if writer is not None:
+                    writer.save_weights(seed, self.model.state_dict())
+                    if seed == seed_list[0]:
+                        files += self._write_files(writer.dir)
                 per_seed.append(metrics)
                 epoch_ms.extend(engine.epoch_ms)
                 shown = [k for k in self.task.report if k in metrics]
@@ -275,6 +291,8 @@ class Experiment:
                     "mode": self.task.mode, "report": builtins.list(self.task.report)}
             summary = summarize(config, seed_list, per_seed, epoch_ms,
                                 time.perf_counter() - start, task)
+            if files:
+                summary["files"] = files
             if writer is not None:
                 writer.write_summary(summary)
         finally:
@@ -287,6 +305,16 @@ class Experiment:
         self.summary = summary
         return summary
 
+    def _write_files(self, folder: Path) -> builtins.list[str]:
+        """What the task draws of the trained model (``Task.write_files``), as names
+        relative to the run folder."""
+        write = getattr(self.task, "write_files", None)
+        if not callable(write):
+            return []
+        paths = write(self.infer(), self.runtime.to(self.data), folder) or []
+        return [str(Path(p).relative_to(folder)) if Path(p).is_relative_to(folder) else str(p)
+                for p in paths]
+
     def _fit_seed(self, seed: int, engine: Engine) -> Metrics:
         trainer = self.registry.build("trainer", self.config["trainer"])
         metrics = trainer.fit(self._context(seed, engine))
@@ -296,13 +324,45 @@ class Experiment:
                                 "from fit(); it must return a dict of metric names to numbers")
         return to_floats(metrics)
 
+    def _source(self, ctx: TrainContext, batches: dict[str, Any] | None) -> Any:
+        """A batch source bound to ``ctx`` (default: plain item batches for a graph-free
+        model, the whole graph otherwise)."""
+        default = {"name": "items" if self.model.graph_free else "full_graph"}
+        source = self.registry.build("batch_source", batches or default)
+        source.bind(ctx.data, ctx.graph, self.runtime)
+        return source
+
     def evaluate(self, batches: dict[str, Any] | None = None) -> Metrics:
         """The task's metrics for the current model over every node, computed through
-        the batch source ``batches`` (default: the whole graph)."""
+        the batch source ``batches`` (default: the whole graph, or item batches for a
+        graph-free model)."""
         ctx = self._context(0, Engine())
-        source = self.registry.build("batch_source", batches or {"name": "full_graph"})
-        source.bind(ctx.data, ctx.graph, self.runtime)
-        return ctx.evaluate(self.model, source)
+        return ctx.evaluate(self.model, self._source(ctx, batches))
+
+    @torch.no_grad()
+    def infer(self, batches: dict[str, Any] | None = None) -> ModelOutput:
+        """The current model's output for every node (eval mode), through ``batches``."""
+        ctx = self._context(0, Engine())
+        source = self._source(ctx, batches)
+        self.model.eval()
+        return source.infer(self.model)
+
+    def embed(self) -> tuple[builtins.list[str], Any]:
+        """``(ids, vectors)``: every item's stable id and the vector an index stores for it
+        (the task's ``embed(output)``; by default the model's last hidden layer), as a
+        float32 NumPy array."""
+        from zoo.retrieval import item_ids, output_vectors
+
+        return item_ids(self.data), output_vectors(self.task, self.infer())
+
+    def search(self, *, image: str | Path | None = None, id: str | None = None,  # noqa: A002
+               text: str | None = None, k: int = 10, index: str = "auto",
+               ) -> builtins.list[tuple[str, float]]:
+        """The ``k`` items nearest (cosine) to one query: an image file, an item's id, or a
+        label name (its row of the head's class weights: text-to-image search)."""
+        from zoo.retrieval import search
+
+        return search(self, image=image, item=id, text=text, k=k, index=index)
 
 
 def check_batches_fit_model(source: Any, model: Classifier, path: str) -> None:

@@ -1,4 +1,4 @@
-"""The ``zoo`` command line: run, validate, list, show, plugins, graph build.
+"""The ``zoo`` command line: run, validate, list, show, plugins, graph build, embed, search.
 
 Overrides (``KEY=VALUE``) may stand anywhere after the command. Exit codes: 0 success,
 2 config or usage error (one line on stderr, after the command's usage for a malformed
@@ -87,6 +87,31 @@ def _graph_parser() -> Parser:
     return p
 
 
+def _embed_parser() -> Parser:
+    p = Parser(prog="zoo embed", description="Write every item's embedding (embeddings.npy) "
+               "and id (embedding_ids.json) from a run's trained model.")
+    p.add_argument("run_dir", type=Path, help="a folder `zoo run` wrote")
+    p.add_argument("--seed", type=int, help="whose weights (default: the lowest seed saved)")
+    p.add_argument("--out", type=Path, help="output folder (default: the run folder)")
+    return p
+
+
+def _search_parser() -> Parser:
+    p = Parser(prog="zoo search", description="The items nearest a query in a run's "
+               "embedding space (cosine similarity).")
+    p.add_argument("run_dir", type=Path, help="a folder `zoo run` wrote")
+    query = p.add_mutually_exclusive_group()
+    query.add_argument("--image", type=Path, help="an image file to search by")
+    query.add_argument("--id", help="an item's id (`zoo embed` lists them)")
+    query.add_argument("--text", help="a label name: search by its classifier weights")
+    p.add_argument("-k", type=int, default=10, help="how many results (default 10)")
+    p.add_argument("--seed", type=int, help="whose weights (default: the lowest seed saved)")
+    p.add_argument("--index", choices=("auto", "exact", "faiss"), default="auto",
+                   help="exact search, faiss HNSW, or auto (exact up to 100,000 items)")
+    p.add_argument("--json", action="store_true")
+    return p
+
+
 COMMANDS = {
     "run": (_run_parser, "train the experiment a config describes"),
     "validate": (_validate_parser, "check a config against the component schemas"),
@@ -94,6 +119,8 @@ COMMANDS = {
     "show": (_show_parser, "a component's schema, defaults and docs"),
     "plugins": (_plugins_parser, "list plugins, their components and load errors"),
     "graph": (_graph_parser, "graph tools: zoo graph build CONFIG --out FILE"),
+    "embed": (_embed_parser, "write a run's item embeddings and ids"),
+    "search": (_search_parser, "nearest items to an image, an id or a label"),
 }
 
 
@@ -279,6 +306,38 @@ def cmd_graph(args: argparse.Namespace) -> int:
     save_graph(graph, args.out)
     print(f"saved graph with {graph.num_nodes()} nodes and {graph.num_edges()} edges "
           f"to {args.out}")
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from zoo.retrieval import load, write_embeddings
+
+    exp = load(args.run_dir, args.seed)
+    arrays, names = write_embeddings(exp, args.out or args.run_dir)
+    print(f"wrote {len(exp.data.labels)} embeddings of seed {exp.seed} to {arrays} "
+          f"and their ids to {names}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from zoo.retrieval import load, search
+
+    if args.image is None and args.id is None and args.text is None:
+        raise UsageError("give a query: --image PATH, --id ID or --text LABEL")
+    if args.k < 1:
+        raise UsageError(f"-k must be a whole number >= 1, got {args.k}")
+    if args.image is not None and not args.image.is_file():
+        raise ConfigError(f"image file '{args.image}' not found; give the path of a PNG or "
+                          "JPEG file")
+    exp = load(args.run_dir, args.seed)
+    found = search(exp, image=args.image, item=args.id, text=args.text, k=args.k,
+                   index=args.index)
+    if args.json:
+        print(json.dumps([{"id": i, "score": round(s, 6)} for i, s in found], indent=2))
+        return 0
+    width = max((len(i) for i, _ in found), default=2)
+    for rank, (item, score) in enumerate(found, start=1):
+        print(f"{rank:>3}  {item:<{width}}  {score:.4f}")
     return 0
 
 

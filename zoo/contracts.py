@@ -52,7 +52,18 @@ class GraphData:
     sparse COO tensor: row-normalized bag-of-words stay sparse) or ``(N, C, H, W)`` for
     images; ``labels`` is ``(N,)`` int64; the masks are ``(N,)`` bool. ``graph`` is a
     DGL graph over the same N nodes (edge weights, if any, in ``graph.edata["weight"]``)
-    or None for a set of items without one. ``extra`` carries dataset-specific values.
+    or None for a set of items without one. ``extra`` carries dataset-specific values;
+    these keys have a shared meaning (item datasets such as the image sets set them):
+
+    - ``ids``: a stable string id per row (what ``zoo search --id`` takes and
+      ``zoo embed`` writes; default: the row index).
+    - ``label_names``: a name per class (what ``zoo search --text`` takes).
+    - ``classes``: ``(N,)`` int64 coarse class per row, when ``labels`` are finer (the
+      retrieval metrics count an item relevant when its class matches).
+    - ``train_items``: ``(N,)`` bool, the whole training split when ``train_mask``
+      holds only its labeled part (the items an index is built from).
+    - ``load_image``: ``f(path) -> (1, C, H, W)`` tensor, a file read and normalized
+      as the dataset's own rows (image search by an image file).
     """
 
     graph: Any  # dgl.DGLGraph or None; typed loosely so the core does not import DGL
@@ -102,13 +113,28 @@ class GraphData:
 
 @dataclass
 class ModelOutput:
-    """What a model returns: ``logits`` (its output: class scores for classification)
-    and the ``embedding`` they came from (the last hidden layer), one row per output
-    node. An encoder or node model may return a bare tensor instead: it is its output,
-    and the embedding is then its input."""
+    """What a model returns: ``logits`` (its output: class scores for classification,
+    the embedding an image search indexes for the embedding task) and the ``embedding``
+    they came from (the last hidden layer), one row per output node. An encoder or node
+    model may return a bare tensor instead: it is its output, and the embedding is then
+    its input. ``head`` is the model's output head when the task gave it one
+    (:meth:`Task.head`, e.g. class weights over a huge label space scored by a sampled
+    softmax): the zoo attaches it to the model, and every output carries it so that the
+    task's ``loss`` and ``evaluate`` can use it."""
 
     logits: torch.Tensor
     embedding: torch.Tensor
+    head: Any = None
+
+    @classmethod
+    def cat(cls, outputs: list[ModelOutput]) -> ModelOutput:
+        """The outputs of consecutive chunks of rows as one output (the head kept)."""
+        return cls(torch.cat([o.logits for o in outputs]),
+                   torch.cat([o.embedding for o in outputs]), outputs[0].head)
+
+    def rows(self, ids: torch.Tensor) -> ModelOutput:
+        """The output of the rows ``ids`` (the head kept)."""
+        return ModelOutput(self.logits[ids], self.embedding[ids], self.head)
 
 
 @dataclass
@@ -158,7 +184,8 @@ class RegularizerInput:
     ``graph.edata["weight"]``. ``labels``/``labeled`` are row-aligned; only rows where
     ``labeled`` is true carry a trustworthy label. ``model(ids)``, where the batch
     source offers it, gives the :class:`ModelOutput` of arbitrary dataset nodes; ``step``
-    counts optimizer steps.
+    counts optimizer steps; ``head`` is the model's output head, if the task gave it one
+    (``head.scores(logits)``: the embedding task's class scores).
     """
 
     graph: Any
@@ -170,6 +197,7 @@ class RegularizerInput:
     model: Callable[[torch.Tensor], ModelOutput] | None = None
     step: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    head: Any = None
 
 
 # -- protocols: what a built component must be -----------------------------------------
@@ -269,6 +297,14 @@ class Task(Protocol):
     epoch whose ``monitor`` is best by ``mode`` ('max' or 'min'), ties broken by the
     lower ``tie_break`` metric when set. ``report`` names the metrics the command line
     shows first.
+
+    Optionally, ``head(data, dim)`` returns an ``nn.Module`` (or None) that the zoo
+    attaches to every model it builds, after the model's ``dim``-wide output: it is
+    trained, saved and moved with the model and reaches ``loss``/``evaluate`` as
+    ``output.head`` (the ``embedding`` task's class weights). Optionally,
+    ``write_files(output, data, folder)`` writes pictures or tables of a trained model's
+    output into the run folder (the zoo calls it once, for the first seed) and returns
+    the paths written.
     """
 
     monitor: str

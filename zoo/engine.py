@@ -229,11 +229,12 @@ def training_step(model: Classifier, batch: Batch, task: Task,
         if outputs_of is None and batch.graph is not None and not isinstance(batch.graph, list):
             # The whole graph: every node's output is at hand, `model(ids)` indexes it.
             def outputs_of(ids: torch.Tensor, out: ModelOutput = out) -> ModelOutput:
-                return ModelOutput(out.logits[ids], out.embedding[ids])
+                return out.rows(ids)
 
         inp = RegularizerInput(graph=batch.reg_graph, logits=out.logits, embedding=out.embedding,
                                labels=batch.labels, labeled=batch.labeled,
-                               node_ids=batch.node_ids, model=outputs_of, step=step)
+                               node_ids=batch.node_ids, model=outputs_of, step=step,
+                               head=out.head)
         for name, reg in regularizers.items():
             value = check_scalar(reg(inp), reg, "term")
             metrics[name] = value.detach()

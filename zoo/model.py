@@ -45,12 +45,16 @@ class Classifier(torch.nn.Module):
     :class:`ModelOutput` (output plus its last hidden layer)."""
 
     def __init__(self, encoder: torch.nn.Module | None = None,
-                 node_model: torch.nn.Module | None = None) -> None:
+                 node_model: torch.nn.Module | None = None,
+                 head: torch.nn.Module | None = None) -> None:
         super().__init__()
         if encoder is None and node_model is None:
             raise ValueError("a classifier needs an encoder, a node model, or both")
         self.encoder = encoder
         self.node_model = node_model
+        # The task's head (Task.head): trained and saved with the model, but applied by
+        # the task (a sampled softmax scores a few classes, not all of them).
+        self.head = head
 
     @property
     def graph_free(self) -> bool:
@@ -69,4 +73,5 @@ class Classifier(torch.nn.Module):
             x, embedding = unpack_output(self.node_model(graph, x),
                                          self.node_model, hidden,
                                          expected_rows(graph, hidden))
-        return ModelOutput(logits=x, embedding=x if embedding is None else embedding)
+        return ModelOutput(logits=x, embedding=x if embedding is None else embedding,
+                           head=self.head)

@@ -92,6 +92,24 @@ class RunWriter:
         self._metrics.flush()
         atomic_write(self.dir / "summary.json", json.dumps(summary, indent=2) + "\n")
 
+    def save_weights(self, seed: int, state: dict[str, Any]) -> Path:
+        """Save a seed's trained weights as ``weights/seed-<seed>.pt`` (atomically), for
+        ``zoo.load``, ``zoo embed`` and ``zoo search``."""
+        import torch
+
+        path = self.dir / "weights" / f"seed-{seed}.pt"
+        path.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save({k: v.detach().cpu() for k, v in state.items()}, tmp)
+            os.chmod(tmp, default_file_mode())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
     def close(self) -> None:
         self._metrics.close()
 

@@ -62,8 +62,7 @@ class Items:
         """The model on every item, ``infer_batch_size`` at a time."""
         ids = torch.arange(self.data.num_nodes, device=self.device)
         outs = [model(None, self.rows.take(chunk)) for chunk in ids.split(self.infer_batch_size)]
-        return zoo.ModelOutput(torch.cat([o.logits for o in outs]),
-                               torch.cat([o.embedding for o in outs]))
+        return zoo.ModelOutput.cat(outs)
 
 
 @zoo.hookimpl

@@ -127,8 +127,7 @@ class NeighborSampler:
         for chunk in ids.split(self.infer_batch_size):
             input_nodes, blocks = self.blocks(chunk, full)
             outs.append(model(blocks, self.rows.take(input_nodes)))
-        return zoo.ModelOutput(torch.cat([o.logits for o in outs]),
-                               torch.cat([o.embedding for o in outs]))
+        return zoo.ModelOutput.cat(outs)
 
 
 @zoo.hookimpl

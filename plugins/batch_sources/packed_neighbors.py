@@ -42,14 +42,17 @@ class PackedNeighbors:
             to the smaller node id); null packs all of them.
         seeds: which nodes seed the mini-batches: 'all' (agrees with full-graph
             training) or 'labeled' (the labeled nodes only, as NSL).
+        infer_batch_size: nodes per forward pass when the model is evaluated on all
+            (bounds the memory of evaluating an image encoder over a whole image set).
     """
 
     graph_input = "none"
 
     def __init__(self, *, batch_size: Annotated[int, Ge(1)] = 128,
                  max_neighbors: Annotated[int, Ge(1)] | None = None,
-                 seeds: Seeds = "all") -> None:
+                 seeds: Seeds = "all", infer_batch_size: Annotated[int, Ge(1)] = 4096) -> None:
         self.batch_size, self.max_neighbors, self.seeds = batch_size, max_neighbors, seeds
+        self.infer_batch_size = infer_batch_size
         self.labeled = LabeledSet()
 
     def bind(self, data: zoo.GraphData, graph: Any, runtime: zoo.Runtime) -> None:
@@ -79,8 +82,10 @@ class PackedNeighbors:
                             loss_norm=norm, reg_graph=packed)
 
     def infer(self, model: Any) -> zoo.ModelOutput:
-        """The (graph-free) model on every node's features."""
-        return model(None, self.data.features)
+        """The (graph-free) model on every node's features, ``infer_batch_size`` at a time."""
+        ids = torch.arange(self.data.num_nodes, device=self.device)
+        return zoo.ModelOutput.cat([model(None, self.rows.take(chunk))
+                                    for chunk in ids.split(self.infer_batch_size)])
 
 
 @zoo.hookimpl

@@ -157,12 +157,25 @@ def cooccurrence_graph(data: GraphData, *, sessions: str, id_map: str = "index",
             sessions).
         min_count: drop pairs that share fewer sessions than this.
     """
-    if min_count < 1:
-        raise ConfigError(f"graph.min_count must be >= 1, got {min_count}")
     n = data.num_nodes
     mapping = None if id_map == "index" else read_id_map(id_map, n)
     session_ids, nodes, num_sessions = read_sessions(sessions, n, mapping)
-    pairs, item_counts = cooccurrence_counts(session_ids, nodes, num_sessions, n)
+    return session_graph(session_ids, nodes, num_sessions, n,
+                         source=f"graph builder 'cooccurrence' ('{sessions}')",
+                         weighting=weighting, min_count=min_count, max_neighbors=max_neighbors,
+                         undirected=undirected, combine=combine, self_loops=self_loops)
+
+
+def session_graph(session_ids: np.ndarray, nodes: np.ndarray, num_sessions: int,
+                  num_nodes: int, *, source: str, weighting: Weighting = "count",
+                  min_count: int = 1, max_neighbors: int | None = None,
+                  undirected: bool = True, combine: Combine = "max",
+                  self_loops: bool | None = None) -> dgl.DGLGraph:
+    """The co-occurrence graph of (session, node) incidences, weighted by ``count`` or
+    ``pmi`` (see the module docstring); ``source`` names the sessions in errors."""
+    if min_count < 1:
+        raise ConfigError(f"graph.min_count must be >= 1, got {min_count}")
+    pairs, item_counts = cooccurrence_counts(session_ids, nodes, num_sessions, num_nodes)
     keep = pairs.data >= min_count
     src, dst, count = pairs.row[keep], pairs.col[keep], pairs.data[keep]
     if weighting == "pmi":
@@ -171,9 +184,9 @@ def cooccurrence_graph(data: GraphData, *, sessions: str, id_map: str = "index",
         src, dst, weight = src[positive], dst[positive], weight[positive]
     else:
         weight = count
-    return finalize_graph(src, dst, weight, n, source=f"graph builder 'cooccurrence' "
-                          f"('{sessions}')", max_neighbors=max_neighbors,
-                          undirected=undirected, combine=combine, self_loops=self_loops,
+    return finalize_graph(src, dst, weight, num_nodes, source=source,
+                          max_neighbors=max_neighbors, undirected=undirected, combine=combine,
+                          self_loops=self_loops,
                           empty_hint="no two items share a session often enough; lower "
                                      "graph.min_count or check the session log")
 

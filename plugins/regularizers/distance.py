@@ -23,6 +23,7 @@ from zoo_plugins.regularizers.distances import (
     check_distance_config,
     endpoint_outputs,
     pairwise_distance,
+    target_output,
 )
 
 
@@ -42,8 +43,10 @@ class GraphDistance(nn.Module):
             neighbour)) or 'jensen_shannon'; the last two need transform 'softmax'.
         transform: applied to both sides' outputs before the distance: 'none' or
             'softmax'.
-        target: which output is regularized: 'logits' (NSL) or 'embedding' (the last
-            hidden layer, as in Graph-RISE).
+        target: which output is regularized: 'logits' (the model's output: class scores
+            in NSL, the embedding itself for the embedding task), 'embedding' (the last
+            hidden layer) or 'scores' (the class scores of the embedding task's head:
+            with transform 'softmax', the predicted label distributions).
         max_neighbors: use only each node's top-k out-edges by weight (ties: the smaller
             neighbour id); null uses every edge.
         stop_gradient_neighbors: treat the neighbours' outputs as fixed targets (no
@@ -68,7 +71,7 @@ class GraphDistance(nn.Module):
 
     def outputs(self, inp: zoo.RegularizerInput) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample-side and neighbour-side rows (transformed; neighbours maybe detached)."""
-        out = inp.logits if self.target == "logits" else inp.embedding
+        out = target_output(inp, self.target, self.name)
         return endpoint_outputs(out, self.transform, self.stop_gradient_neighbors)
 
     def forward(self, inp: zoo.RegularizerInput) -> torch.Tensor:

@@ -20,7 +20,7 @@ KL and Jensen-Shannon compare probability distributions, so they need
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -28,7 +28,7 @@ from zoo.errors import ConfigError
 
 Distance = Literal["l1", "l2", "cosine", "kl_divergence", "jensen_shannon"]
 Transform = Literal["none", "softmax"]
-Target = Literal["logits", "embedding"]
+Target = Literal["logits", "embedding", "scores"]
 
 KL_EPSILON = 1e-7  # NSL's _kl_divergence_fn: keeps log() finite where a probability is 0
 NORMALIZE_EPSILON = 1e-12  # tf.nn.l2_normalize's floor on the squared norm
@@ -70,6 +70,20 @@ def check_distance_config(name: str, distance: Distance, transform: Transform) -
     if distance in ("kl_divergence", "jensen_shannon") and transform != "softmax":
         raise ConfigError(f"regularizer '{name}': distance '{distance}' compares probability "
                           "distributions; set transform: softmax")
+
+
+def target_output(inp: Any, target: Target, who: str) -> torch.Tensor:
+    """The output rows a regularizer acts on: the model's output (``logits``), its last
+    hidden layer (``embedding``), or the class scores of the task's head (``scores``:
+    the embedding task's predicted label distribution, with transform 'softmax')."""
+    if target == "logits":
+        return inp.logits
+    if target == "embedding":
+        return inp.embedding
+    if inp.head is None:
+        raise ConfigError(f"regularizer '{who}': target 'scores' needs a task whose models "
+                          "have a classifier head (task 'embedding'); use 'logits'")
+    return inp.head.scores(inp.logits)
 
 
 def endpoint_outputs(outputs: torch.Tensor, transform: Transform,
