@@ -11,9 +11,10 @@ CONFIG ?= $(firstword $(wildcard configs/gam_cora.yaml) configs/gcn_cora.yaml)
 PYTEST_ARGS ?=
 
 export DGLBACKEND := pytorch
-# Offline datasets: the mirror beside the checkout, when there is one.
-MIRROR := $(abspath ../shared/datasets/planetoid)
-ifneq ($(wildcard $(MIRROR)/SHA256SUMS),)
+# Offline datasets: the mirror beside the checkout (one sub-folder per dataset family),
+# when there is one.
+MIRROR := $(abspath ../shared/datasets)
+ifneq ($(wildcard $(MIRROR)/*/SHA256SUMS),)
 export ZOO_DATA_MIRROR ?= $(MIRROR)
 endif
 

@@ -9,16 +9,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-MIRROR = REPO.parent / "shared" / "datasets" / "planetoid"
+# One sub-folder per dataset family (planetoid/, mnist/), the layout ZOO_DATA_MIRROR takes.
+MIRROR = REPO.parent / "shared" / "datasets"
 
 os.environ.setdefault("DGLBACKEND", "pytorch")
 if MIRROR.is_dir():
     os.environ.setdefault("ZOO_DATA_MIRROR", str(MIRROR))
 
-requires_cora = pytest.mark.skipif(
-    not (Path(os.environ.get("ZOO_DATA_MIRROR", "")) / "ind.cora.x").is_file()
-    and not os.environ.get("ZOO_DATA_DIR"),
-    reason="Cora is not available offline (no ZOO_DATA_MIRROR folder)")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -101,6 +101,17 @@ def source_for(base_url: str, group: str | None = None) -> str:
     return mirror
 
 
+def mirror_file(filename: str, group: str) -> Path | None:
+    """The local mirror's copy of ``filename`` of ``group``, if ``ZOO_DATA_MIRROR`` is a
+    local folder that has it (either layout); None otherwise. Tests use it to tell
+    whether a dataset is available offline."""
+    source = source_for("", group)
+    if not source or is_url(source):
+        return None
+    path = Path(source).expanduser() / filename
+    return path if path.is_file() else None
+
+
 def is_url(source: str) -> bool:
     """Tell whether ``source`` is an http(s) address rather than a local folder."""
     return source.lower().startswith(("http://", "https://"))

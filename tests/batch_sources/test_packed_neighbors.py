@@ -4,8 +4,6 @@ agreement with full-graph training."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import dgl
 import pytest
@@ -19,6 +17,7 @@ from zoo.errors import ConfigError
 from zoo.registry import PluginRegistrar, Registry
 from zoo_plugins.batch_sources.common import FeatureRows
 from zoo_plugins.neighbors import NeighborTable, pack_neighbors
+from zoo_plugins.datasets.fetch import mirror_file
 
 
 def weighted_graph(src, dst, weight, num_nodes) -> dgl.DGLGraph:
@@ -268,7 +267,7 @@ def test_full_graph_defaults_are_unchanged():
 
 # -- Cora -------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.skipif(not (Path(os.environ.get("ZOO_DATA_MIRROR", "")) / "ind.cora.x").is_file(),
+@pytest.mark.skipif(mirror_file("ind.cora.x", "planetoid") is None,
                     reason="needs the local Cora mirror")
 def test_mini_batch_agrees_with_full_graph_on_cora():
     full = zoo.build("graphreg_mlp_cora", trainer={"baseline": False}).fit(seeds=2)

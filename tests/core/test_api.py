@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import pytest
 import torch
 
 import zoo
 from zoo.errors import ConfigError
+from zoo_plugins.datasets.fetch import mirror_file
 
 needs_cora = pytest.mark.skipif(
-    not (Path(os.environ.get("ZOO_DATA_MIRROR", "")) / "ind.cora.x").is_file(),
+    mirror_file("ind.cora.x", "planetoid") is None,
     reason="needs the local Cora mirror")
 
 

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from zoo_plugins.datasets.fetch import mirror_file
 
 REPO = Path(__file__).resolve().parents[2]
-MIRROR = os.environ.get("ZOO_DATA_MIRROR", "")
+# The folder holding the Cora files, in either mirror layout ("" when offline data is absent).
+CORA_FILE = mirror_file("ind.cora.x", "planetoid")
+MIRROR = str(CORA_FILE.parent) if CORA_FILE else ""
 needs_cora = pytest.mark.skipif(not (Path(MIRROR) / "ind.cora.x").is_file(),
                                 reason="needs the local Cora mirror")
 

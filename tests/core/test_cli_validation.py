@@ -31,8 +31,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from zoo_plugins.datasets.fetch import mirror_file
 
-MIRROR = os.environ.get("ZOO_DATA_MIRROR", "")
+# The folder holding the Cora files, in either mirror layout ("" when offline data is absent).
+CORA_FILE = mirror_file("ind.cora.x", "planetoid")
+MIRROR = str(CORA_FILE.parent) if CORA_FILE else ""
 needs_cora = pytest.mark.skipif(not (Path(MIRROR) / "ind.cora.x").is_file(),
                                 reason="needs the local Cora mirror")
 RUN_FILES = ("config.yaml", "summary.json", "metrics.jsonl")

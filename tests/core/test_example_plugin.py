@@ -14,6 +14,7 @@ import venv
 from pathlib import Path
 
 import pytest
+from zoo_plugins.datasets.fetch import mirror_file
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "zoo-plugin-example"
@@ -68,7 +69,7 @@ def test_installed_plugin_is_listed(plugin_env):
 
 
 @pytest.mark.skipif(
-    not (Path(os.environ.get("ZOO_DATA_MIRROR", "")) / "ind.cora.x").is_file(),
+    mirror_file("ind.cora.x", "planetoid") is None,
     reason="needs the local Cora mirror")
 def test_installed_plugin_runs(plugin_env, tmp_path):
     config = tmp_path / "residual.yaml"

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import pytest
 
 import zoo
+from zoo_plugins.datasets.fetch import mirror_file
 
-HAVE_CORA = (Path(os.environ.get("ZOO_DATA_MIRROR", "")) / "ind.cora.x").is_file()
+HAVE_CORA = mirror_file("ind.cora.x", "planetoid") is not None
 
 
 def test_knn_graphreg_config_validates_with_a_knn_graph_and_the_distance_regularizer():

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import pytest
 
 import zoo
+from zoo_plugins.datasets.fetch import mirror_file
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not (Path(os.environ.get("ZOO_DATA_MIRROR", "")) / "ind.cora.x").is_file(),
+    pytest.mark.skipif(mirror_file("ind.cora.x", "planetoid") is None,
                        reason="needs the local Cora mirror"),
 ]
 

@@ -18,9 +18,10 @@ import zoo
 from zoo.contracts import GraphData
 from zoo.errors import ConfigError, DataError
 from zoo.graphio import load_graph, save_graph
+from zoo_plugins.datasets.fetch import mirror_file
 
 REPO = Path(__file__).resolve().parents[2]
-HAVE_CORA = (Path(os.environ.get("ZOO_DATA_MIRROR", "")) / "ind.cora.x").is_file()
+HAVE_CORA = mirror_file("ind.cora.x", "planetoid") is not None
 requires_cora = pytest.mark.skipif(not HAVE_CORA, reason="Cora is not available offline "
                                    "(no ZOO_DATA_MIRROR folder)")
 

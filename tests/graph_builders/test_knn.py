@@ -5,9 +5,7 @@ HNSW and NN-descent) and the choice between them."""
 from __future__ import annotations
 
 import logging
-import os
 import sys
-from pathlib import Path
 
 import dgl
 import numpy as np
@@ -18,8 +16,9 @@ from zoo_plugins.graph_builders.knn import exact_knn, faiss_available, knn_graph
 import zoo
 from zoo.contracts import GraphData
 from zoo.errors import ConfigError, DataError
+from zoo_plugins.datasets.fetch import mirror_file
 
-HAVE_CORA = (Path(os.environ.get("ZOO_DATA_MIRROR", "")) / "ind.cora.x").is_file()
+HAVE_CORA = mirror_file("ind.cora.x", "planetoid") is not None
 requires_cora = pytest.mark.skipif(not HAVE_CORA, reason="Cora is not available offline "
                                    "(no ZOO_DATA_MIRROR folder)")
 requires_faiss = pytest.mark.skipif(not faiss_available(), reason="faiss is not installed "

@@ -3,8 +3,6 @@ against a hand computation, and learning a tiny graph task only the graph can so
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import dgl
 import pytest
@@ -12,6 +10,7 @@ import torch
 
 import zoo
 from zoo_plugins.node_models.commnet import CommNet
+from zoo_plugins.datasets.fetch import mirror_file
 
 
 @pytest.mark.parametrize("share_encoder", [True, False])
@@ -57,7 +56,7 @@ def test_registered_as_node_model():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (Path(os.environ.get("ZOO_DATA_MIRROR", "")) / "ind.cora.x").is_file(),
+@pytest.mark.skipif(mirror_file("ind.cora.x", "planetoid") is None,
                     reason="needs the local Cora mirror")
 def test_commnet_cora_reaches_the_bar():
     # 10 seeds measured 0.794 +- 0.010; the bar is 0.78.

@@ -4,8 +4,6 @@ tiny graph, plus its edge cases: isolated nodes, no edges, zero weights, gradien
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import dgl
 import pytest
@@ -16,6 +14,7 @@ from zoo.contracts import RegularizerInput
 from zoo.errors import ConfigError
 from zoo_plugins.regularizers.distance import GraphDistance
 from zoo_plugins.regularizers.distances import pairwise_distance
+from zoo_plugins.datasets.fetch import mirror_file
 
 # Edges 0->1 (w 1), 0->2 (w 3), 1->0 (w 2); node 3 is isolated.
 SRC, DST, WEIGHT = [0, 0, 1], [1, 2, 0], [1.0, 3.0, 2.0]
@@ -184,7 +183,7 @@ def test_registered_with_nsl_defaults():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (Path(os.environ.get("ZOO_DATA_MIRROR", "")) / "ind.cora.x").is_file(),
+@pytest.mark.skipif(mirror_file("ind.cora.x", "planetoid") is None,
                     reason="needs the local Cora mirror")
 def test_graphreg_mlp_cora_beats_its_baseline():
     # 10 seeds measured 0.788 +- 0.006 (baseline 0.587); the GAM paper's MLP128 + NGM: 0.777.

@@ -3,8 +3,6 @@ settings, for every distance, and its per-node readouts never go NaN."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import dgl
 import pytest
@@ -14,6 +12,7 @@ import zoo
 from zoo.contracts import RegularizerInput
 from zoo_plugins.regularizers.distance import GraphDistance
 from zoo_plugins.regularizers.distances import pairwise_distance
+from zoo_plugins.datasets.fetch import mirror_file
 from zoo_plugins.regularizers.message_passing import (
     MessagePassingRegularizer,
     node_regularization,
@@ -109,7 +108,7 @@ def test_message_is_weight_times_pairwise_distance():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (Path(os.environ.get("ZOO_DATA_MIRROR", "")) / "ind.cora.x").is_file(),
+@pytest.mark.skipif(mirror_file("ind.cora.x", "planetoid") is None,
                     reason="needs the local Cora mirror")
 def test_msgpass_mlp_cora_matches_graph_regularization():
     # 10 seeds measured 0.785 +- 0.008, `distance` 0.788 +- 0.006.

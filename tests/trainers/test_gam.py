@@ -18,6 +18,7 @@ from zoo.contracts import GraphData
 from zoo.errors import ConfigError
 from zoo.plugins import PluginManager
 from zoo.registry import PluginRegistrar, Registry
+from zoo_plugins.datasets.fetch import mirror_file
 
 
 def noisy_sbm(*, n_per_class: int = 100, classes: int = 3, degree: int = 6,
@@ -209,7 +210,7 @@ def test_threads_setting_is_restored(registry):
     assert torch.get_num_threads() == 2
 
 
-CORA = Path(os.environ.get("ZOO_DATA_MIRROR", "")) / "ind.cora.x"
+CORA = mirror_file("ind.cora.x", "planetoid") or Path("ind.cora.x")
 
 
 @pytest.mark.slow
