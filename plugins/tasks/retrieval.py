@@ -9,7 +9,8 @@ whether the ``j``-th nearest index item is relevant:
 - ``map_at_k``: the mean over queries of ``AP@k = sum_{j<=k} P@j rel_j / min(k, R)``
   (the usual truncated average precision);
 - ``triplet_accuracy``: for a query (anchor), a relevant index item (positive) and an
-  irrelevant one (negative), whether the anchor is more similar to the positive. It is
+  irrelevant one (negative), whether the anchor is more similar to the positive (a tie
+  counts one half, so a collapsed embedding scores 0.5 whatever the order). It is
   computed exactly over every (positive, negative) pair of every query — the area under
   the ROC curve of each query's similarities, from their ranks — rather than on a
   sampled set of triplets, so it does not depend on a sampling seed.
@@ -28,6 +29,22 @@ import torch.nn.functional as F
 def cosine_similarity_matrix(queries: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``(Q, N)`` cosine similarities (a zero vector is similar to nothing: 0)."""
     return F.normalize(queries, dim=1) @ F.normalize(index, dim=1).T
+
+
+def tie_averaged_ranks(sims: torch.Tensor, ascending: torch.Tensor) -> torch.Tensor:
+    """1-based ascending ranks within each row, tied values sharing their mean rank (so
+    a tied positive/negative pair counts one half in the rank-sum AUC)."""
+    rows, n = sims.shape
+    values, order = sims.sort(1)
+    starts = torch.ones_like(values, dtype=torch.bool)
+    starts[:, 1:] = values[:, 1:] != values[:, :-1]
+    offsets = torch.arange(rows, device=sims.device).unsqueeze(1) * n
+    group = (starts.cumsum(1) - 1 + offsets).flatten()
+    positions = ascending.expand(rows, -1).flatten()
+    mean = torch.zeros(rows * n, dtype=torch.float64, device=sims.device).scatter_reduce_(
+        0, group, positions, "mean", include_self=False)
+    return torch.empty_like(values, dtype=torch.float64).scatter_(
+        1, order, mean[group].view(rows, n))
 
 
 def retrieval_metrics(queries: torch.Tensor, query_classes: torch.Tensor,
@@ -63,9 +80,7 @@ def retrieval_metrics(queries: torch.Tensor, query_classes: torch.Tensor,
         counts[0] += has.sum()
         # AUC from ranks: the positives' rank sum minus its minimum, over P * N_neg.
         negatives = index.shape[0] - r
-        order = sims.argsort(1)
-        ranks = torch.empty_like(sims, dtype=torch.float64).scatter_(
-            1, order, ascending.expand(order.shape[0], -1))
+        ranks = tie_averaged_ranks(sims, ascending)
         pos_rank_sum = (ranks * relevant).sum(1)
         auc = (pos_rank_sum - r * (r + 1) / 2) / (r * negatives).clamp_min(1)
         both = has & (negatives > 0)

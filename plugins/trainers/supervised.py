@@ -31,8 +31,9 @@ class Supervised:
         optimizer: the optimizer section (adam, adamw, sgd and their parameters).
         batches: the batch source section.
         baseline: also train the same model without the regularizers from the same
-            seed and report baseline_<metric> for the task's reported metrics and gain
-            (the first reported metric's improvement over the baseline).
+            seed and report baseline_<metric> for the task's reported metrics and its
+            monitored one, and gain (the first reported metric's improvement over the
+            baseline).
         threads: torch CPU threads while this trainer runs, restored afterwards (null:
             leave torch's setting). On a shared machine 1 is often many times faster.
     """
@@ -68,7 +69,9 @@ class Supervised:
             seed_everything(ctx.seed)
             metrics = self.train(ctx, ctx.build_model(), ctx.build_regularizers(), "train")
         report = [k for k in ctx.task.report if k in base]
-        metrics.update({f"baseline_{k}": base[k] for k in report})
+        # The monitored metric too: the baseline's settings are chosen by it, not by test.
+        shown = [*report, *(k for k in (ctx.task.monitor,) if k in base and k not in report)]
+        metrics.update({f"baseline_{k}": base[k] for k in shown})
         if report:
             sign = 1.0 if ctx.task.mode == "max" else -1.0
             metrics["gain"] = sign * (metrics[report[0]] - base[report[0]])
