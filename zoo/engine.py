@@ -151,43 +151,47 @@ class Engine:
             evaluate: Callable[[], Mapping[str, Any]], epochs: int, patience: int | None = None,
             monitor: str = "val_accuracy", mode: str = "max",
             tie_break: str | None = "val_loss", phase: str = "train",
-            record: dict[str, Any] | None = None) -> FitResult:
+            record: dict[str, Any] | None = None, eval_every: int = 1) -> FitResult:
         """Train ``model`` for up to ``epochs`` epochs and restore its best weights.
 
         ``train_step(epoch)`` runs one epoch and returns its losses (floats or tensors);
-        ``evaluate()`` returns metrics including ``monitor``. Training stops early when
-        ``monitor`` has not improved for ``patience`` epochs (None: never). The returned
-        ``best`` are the metrics of the best epoch, whose weights ``model`` holds after.
+        ``evaluate()`` returns metrics including ``monitor``. It runs after every
+        ``eval_every``-th epoch and after the last (only evaluated epochs can be chosen).
+        Training stops early when ``monitor`` has not improved for ``patience`` epochs
+        (None: never). The returned ``best`` are the metrics of the best epoch, whose
+        weights ``model`` holds after.
         """
         best: Metrics | None = None
         weights = BestWeights(model)
-        best_epoch, since_best = -1, 0
+        best_epoch = -1
         result = FitResult(best_epoch=-1, best={}, epochs_run=0)
         started = time.perf_counter()
         for epoch in range(epochs):
             start = time.perf_counter()
             losses = train_step(epoch)
             ms = (time.perf_counter() - start) * 1000.0
+            result.epoch_ms.append(ms)
+            self.epoch_ms.append(ms)
+            result.epochs_run = epoch + 1
+            if (epoch + 1) % eval_every and epoch != epochs - 1:
+                self.log({"phase": phase, **(record or {}), "epoch": epoch,
+                          **to_floats(losses), "epoch_ms": round(ms, 3)})
+                continue
             eval_start = time.perf_counter()
             evaluated = evaluate()
             metrics = to_floats({**losses, **evaluated})
             result.eval_seconds += time.perf_counter() - eval_start
             result.eval_keys = tuple(evaluated)
-            result.epoch_ms.append(ms)
-            self.epoch_ms.append(ms)
             result.history.append(metrics)
-            result.epochs_run = epoch + 1
             self.log({"phase": phase, **(record or {}), "epoch": epoch, **metrics,
                       "epoch_ms": round(ms, 3)})
             if better(metrics, best, monitor, mode, tie_break):
-                best, best_epoch, since_best = metrics, epoch, 0
+                best, best_epoch = metrics, epoch
                 weights.save()
-            else:
-                since_best += 1
             if self._progress is not None:
                 self._progress(phase, epoch + 1, epochs, {**metrics, "best_" + monitor:
                                                           (best or {}).get(monitor, 0.0)})
-            if patience is not None and since_best >= patience:
+            if patience is not None and epoch - best_epoch >= patience:
                 break
         weights.restore()
         result.best_epoch, result.best = best_epoch, dict(best or {})
@@ -365,15 +369,15 @@ class TrainContext:
               regularizers: Iterable[torch.nn.Module] = (), patience: int | None = None,
               steps_per_epoch: int | None = None, labels: torch.Tensor | None = None,
               labeled: torch.Tensor | None = None, phase: str = "train",
-              record: dict[str, Any] | None = None) -> FitResult:
+              record: dict[str, Any] | None = None, eval_every: int = 1) -> FitResult:
         """Train ``model`` with the shared step and keep its best weights by the task's
         monitored metric.
 
         Each epoch is one pass over ``batches`` (or ``steps_per_epoch`` optimizer steps,
         continuing across passes) followed by an evaluation. ``labels``/``labeled`` (per
         dataset node; default: the dataset's labels and training mask) say what the
-        loss may train on. The optimizer covers the model's and the regularizers'
-        parameters.
+        loss may train on. The evaluation runs after every ``eval_every``-th epoch and
+        the last. The optimizer covers the model's and the regularizers' parameters.
         """
         regs = list(regularizers)
         source = self.batch_source(batches)
@@ -389,4 +393,5 @@ class TrainContext:
         return self.engine.fit(model, train_step=train_step,
                                evaluate=lambda: self._evaluate(model, source), epochs=epochs,
                                patience=patience, monitor=task.monitor, mode=task.mode,
-                               tie_break=task.tie_break, phase=phase, record=record)
+                               tie_break=task.tie_break, phase=phase, record=record,
+                               eval_every=eval_every)

@@ -36,6 +36,8 @@ class Supervised:
             baseline).
         threads: torch CPU threads while this trainer runs, restored afterwards (null:
             leave torch's setting). On a shared machine 1 is often many times faster.
+        eval_every: evaluate (and consider keeping the weights) after every this many
+            epochs, and after the last; patience still counts epochs.
     """
 
     renamed_params = {
@@ -51,11 +53,13 @@ class Supervised:
                      "name": "adam", "lr": 0.01, "weight_decay": 5e-4},
                  batches: Annotated[dict, Kind("batch_source")] = {  # noqa: B006
                      "name": "full_graph"},
-                 baseline: bool = False, threads: Annotated[int, Ge(1)] | None = None) -> None:
+                 baseline: bool = False, threads: Annotated[int, Ge(1)] | None = None,
+                 eval_every: Annotated[int, Ge(1)] = 1) -> None:
         self.epochs, self.patience = epochs, patience
         self.optimizer, self.batches = optimizer, batches
         self.baseline = baseline
         self.threads = threads
+        self.eval_every = eval_every
 
     def fit(self, ctx: zoo.TrainContext) -> dict[str, float]:
         """Train a fresh model on ``ctx``; the task's metrics at its best epoch."""
@@ -82,7 +86,7 @@ class Supervised:
         """Train ``model`` with ``regularizers``; the task's metrics at its best epoch."""
         result = ctx.train(model, optimizer=self.optimizer, batches=self.batches,
                            regularizers=regularizers, epochs=self.epochs,
-                           patience=self.patience, phase=phase)
+                           patience=self.patience, phase=phase, eval_every=self.eval_every)
         return {**result.evaluation, "best_epoch": float(result.best_epoch)}
 
 
