@@ -26,7 +26,7 @@ def run(scores: list[float], *, eval_every: int = 1, patience: int | None = None
     result = Engine(log=records.append).fit(model, train_step=train_step, evaluate=evaluate,
                                             epochs=len(scores), patience=patience,
                                             tie_break=None, eval_every=eval_every)
-    return result, records, float(model.weight)
+    return result, records, float(model.weight.detach())
 
 
 def test_every_epoch_is_evaluated_by_default_and_the_best_weights_come_back():
