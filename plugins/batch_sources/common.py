@@ -79,3 +79,13 @@ class FeatureRows:
         return torch.sparse_coo_tensor(indices, self.values[positions],
                                        (node_ids.numel(), self.features.shape[1]),
                                        is_coalesced=True, check_invariants=False)
+
+
+def infer_graph_free(model, rows: FeatureRows, num_nodes: int, device: torch.device,
+                     batch_size: int):
+    """A graph-free model's output for every node, ``batch_size`` rows per forward pass
+    (what bounds the memory of an image encoder evaluated over a whole image set)."""
+    from zoo.contracts import ModelOutput
+
+    ids = torch.arange(num_nodes, device=device)
+    return ModelOutput.cat([model(None, rows.take(chunk)) for chunk in ids.split(batch_size)])

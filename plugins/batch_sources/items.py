@@ -13,6 +13,7 @@ from zoo.schema import Ge
 from zoo_plugins.batch_sources.common import (
     FeatureRows,
     LabeledSet,
+    infer_graph_free,
     Seeds,
     loss_rows,
     seed_order,
@@ -60,9 +61,8 @@ class Items:
 
     def infer(self, model: Any) -> zoo.ModelOutput:
         """The model on every item, ``infer_batch_size`` at a time."""
-        ids = torch.arange(self.data.num_nodes, device=self.device)
-        outs = [model(None, self.rows.take(chunk)) for chunk in ids.split(self.infer_batch_size)]
-        return zoo.ModelOutput.cat(outs)
+        return infer_graph_free(model, self.rows, self.data.num_nodes, self.device,
+                                self.infer_batch_size)
 
 
 @zoo.hookimpl

@@ -20,6 +20,7 @@ from zoo.schema import Ge
 from zoo_plugins.batch_sources.common import (
     FeatureRows,
     LabeledSet,
+    infer_graph_free,
     Seeds,
     loss_rows,
     seed_order,
@@ -83,9 +84,8 @@ class PackedNeighbors:
 
     def infer(self, model: Any) -> zoo.ModelOutput:
         """The (graph-free) model on every node's features, ``infer_batch_size`` at a time."""
-        ids = torch.arange(self.data.num_nodes, device=self.device)
-        return zoo.ModelOutput.cat([model(None, self.rows.take(chunk))
-                                    for chunk in ids.split(self.infer_batch_size)])
+        return infer_graph_free(model, self.rows, self.data.num_nodes, self.device,
+                                self.infer_batch_size)
 
 
 @zoo.hookimpl
