@@ -20,7 +20,6 @@ epoch with the best ``val_precision_at_10`` is kept, ties to the lower ``val_los
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -156,23 +155,11 @@ def class_names(data: zoo.GraphData) -> list[str] | None:
     return list(names) if names is not None else None
 
 
-@torch.no_grad()
 def full_cross_entropy(head: ClassifierHead, embedding: torch.Tensor, labels: torch.Tensor,
                        chunk: int = 65536) -> torch.Tensor:
-    """Mean full-softmax cross-entropy, the log-partition summed over class chunks so that
-    a huge label space costs ``O(rows x chunk)`` memory."""
-    classes = head.weight.shape[0]
-    log_z = embedding.new_full((embedding.shape[0],), -math.inf)
-    for start in range(0, classes, chunk):
-        w = head.weight[start:start + chunk]
-        scores = embedding @ w.T
-        if head.bias is not None:
-            scores = scores + head.bias[start:start + chunk]
-        log_z = torch.logaddexp(log_z, scores.logsumexp(1))
-    true = (embedding * head.weight[labels]).sum(1)
-    if head.bias is not None:
-        true = true + head.bias[labels]
-    return (log_z - true).mean()
+    """Mean full-softmax cross-entropy over class chunks (no gradient): a huge label
+    space costs ``O(rows x chunk)`` memory."""
+    return head.chunked_cross_entropy(embedding, labels, chunk)
 
 
 def draw_map(points, classes, path: Path, *, title: str, names: list[str] | None) -> None:

@@ -175,9 +175,16 @@ class ClassifierHead(nn.Module):
                    reduction: str) -> torch.Tensor:
         if torch.is_grad_enabled() or self.num_classes <= self.chunk:
             return F.cross_entropy(self.scores(embedding), labels, reduction=reduction)
-        # No gradient wanted: a running log-sum-exp keeps memory at O(B·chunk).
+        return self.chunked_cross_entropy(embedding, labels, reduction=reduction)
+
+    @torch.no_grad()
+    def chunked_cross_entropy(self, embedding: torch.Tensor, labels: torch.Tensor,
+                              chunk: int | None = None,
+                              reduction: Literal["mean", "sum"] = "mean") -> torch.Tensor:
+        """The full softmax cross-entropy without gradients, its log-partition a running
+        log-sum-exp over blocks of ``chunk`` classes: memory O(B·chunk) for any C."""
         lse = embedding.new_full((embedding.shape[0],), -math.inf)
-        for _, block in self._blocks(embedding, self.chunk):
+        for _, block in self._blocks(embedding, chunk or self.chunk):
             lse = torch.logaddexp(lse, torch.logsumexp(block, 1))
         w, b = self._rows(labels)
         true = (embedding * w).sum(1) + (0 if b is None else b)
