@@ -123,7 +123,8 @@ class Experiment:
         self.name = loaded.name
         self.config = config
         self.registry = registry
-        self.runtime = Runtime.from_config(config.get("device", "auto"))
+        self.runtime = Runtime.from_config(config.get("device", "auto"),
+                                           config.get("threads", "auto"))
         self.task = self._probe("task", lambda: registry.build("task", config["task"]))
         self._data: GraphData | None = None
         self._graph: Any = None
@@ -272,12 +273,13 @@ class Experiment:
             if writer is not None:
                 writer.write_config(config)
             display.line(self.data.describe())
+            self.runtime.threads.begin()
             for seed in seed_list:
                 seed_everything(seed)
                 label = f"seed {seed}"
                 engine = Engine(log=writer.log if writer else None, context={"seed": seed},
                                 progress=lambda ph, d, t, m, lb=label: display.update(
-                                    lb, ph, d, t, m))
+                                    lb, ph, d, t, m), tick=self.runtime.threads.tick)
                 metrics = self._fit_seed(seed, engine)
                 if writer is not None:
                     writer.save_weights(seed, self.model.state_dict())
@@ -296,6 +298,7 @@ class Experiment:
             if writer is not None:
                 writer.write_summary(summary)
         finally:
+            self.runtime.threads.end()
             display.close()
             if writer is not None:
                 if summary is None and writer.records == 0:

@@ -12,6 +12,7 @@ A config has these top-level keys (each section names its component with ``name`
     trainer:      {name: supervised, epochs: 200}     # required
     seeds: 1                                          # how many seeds (0..N-1)
     device: auto                                      # auto | cpu | cuda | cuda:N
+    threads: auto                                     # auto | N (see zoo.threads)
 
 Overrides are ``dotted.key=value`` (the value is YAML: ``model.hidden=64``,
 ``trainer.batches={name: neighbor_sampler, fanouts: [10, 10], batch_size: 64}``);
@@ -35,10 +36,11 @@ from zoo.errors import ConfigError, UsageError
 from zoo.registry import Registry
 from zoo.runtime import resolve_device
 from zoo.schema import suggest
+from zoo.threads import parse_threads
 
 SECTIONS = {"dataset": "dataset", "graph": "graph_builder", "encoder": "encoder",
             "model": "node_model", "task": "task", "trainer": "trainer"}
-TOP_LEVEL = (*SECTIONS, "regularizers", "seeds", "device", "description")
+TOP_LEVEL = (*SECTIONS, "regularizers", "seeds", "device", "threads", "description")
 DEFAULT_TASK = "node_classification"
 
 try:  # OmegaConf's YAML loader reads 1e-3 as a float, as the config files do
@@ -240,6 +242,7 @@ def validate_config(loaded: LoadedConfig, registry: Registry) -> dict[str, Any]:
         raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {device!r}")
     resolve_device(device)  # a device this machine lacks is an error now, not mid-run
     out["device"] = device
+    out["threads"] = "auto" if parse_threads(raw.get("threads")) is None else raw["threads"]
     if "description" in raw:
         out["description"] = str(raw["description"])
     return out

@@ -11,7 +11,6 @@ epoch, not once per step.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import time
@@ -61,20 +60,6 @@ def seed_everything(seed: int) -> None:
         dgl.seed(seed)
     except Exception:  # DGL's seed is a nicety; torch's is what matters for training
         pass
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None):
-    """Run the block with ``threads`` torch CPU threads (None: leave the setting), and
-    restore the previous number afterwards. On a shared machine one thread is often
-    several times faster: OpenMP threads wait at every operation for a descheduled peer."""
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def to_floats(metrics: Mapping[str, Any]) -> Metrics:
@@ -132,11 +117,15 @@ class Engine:
             ``metrics.jsonl``.
         progress: optional callback ``(phase, epoch, epochs, metrics)`` for a live display.
         context: fields added to every record (for example ``seed``).
+        tick: called between steps and epochs (the run's thread policy looks at the
+            machine's load there).
     """
 
     def __init__(self, log: Callable[[dict[str, Any]], None] | None = None,
                  progress: Callable[[str, int, int, Metrics], None] | None = None,
-                 context: dict[str, Any] | None = None) -> None:
+                 context: dict[str, Any] | None = None,
+                 tick: Callable[[], None] | None = None) -> None:
+        self.tick = tick or (lambda: None)
         self._log = log
         self._progress = progress
         self.context = dict(context or {})
@@ -167,6 +156,7 @@ class Engine:
         result = FitResult(best_epoch=-1, best={}, epochs_run=0)
         started = time.perf_counter()
         for epoch in range(epochs):
+            self.tick()
             start = time.perf_counter()
             losses = train_step(epoch)
             ms = (time.perf_counter() - start) * 1000.0
@@ -254,8 +244,10 @@ class StepLoop:
 
     def __init__(self, model: Classifier, optimizer: torch.optim.Optimizer, task: Task,
                  source: BatchSource, regularizers: Iterable[torch.nn.Module],
-                 labels: torch.Tensor, labeled: torch.Tensor) -> None:
+                 labels: torch.Tensor, labeled: torch.Tensor,
+                 tick: Callable[[], None] | None = None) -> None:
         regs = list(regularizers)
+        self.tick = tick
         self.model, self.optimizer, self.task, self.source = model, optimizer, task, source
         self.regularizers = dict(zip(regularizer_names(regs), regs))
         self.labels, self.labeled = labels, labeled
@@ -277,6 +269,8 @@ class StepLoop:
         metrics = training_step(self.model, batch, self.task, self.regularizers,
                                 self.optimizer, step=self.step, outputs_of=self.outputs_of)
         self.step += 1
+        if self.tick is not None:
+            self.tick()
         return metrics
 
     @staticmethod
@@ -385,7 +379,9 @@ class TrainContext:
         opt = optimizer(params)
         loop = StepLoop(model, opt, self.task, source, regs,
                         self.data.labels if labels is None else labels,
-                        self.data.train_mask if labeled is None else labeled)
+                        self.data.train_mask if labeled is None else labeled,
+                        tick=self.engine.tick)
+
         def train_step(epoch: int) -> dict[str, torch.Tensor]:
             return loop.epoch() if steps_per_epoch is None else loop.steps(steps_per_epoch)
 

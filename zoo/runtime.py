@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from zoo.errors import ConfigError
+from zoo.threads import ThreadPolicy
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
@@ -56,20 +57,22 @@ class Runtime:
         device: where data, graph and models live.
         rank: this process's rank (0 in a single process).
         world_size: number of processes training together (1 in a single process).
+        threads: the CPU thread policy (:mod:`zoo.threads`) training runs under.
     """
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     rank: int = 0
     world_size: int = 1
+    threads: ThreadPolicy = field(default_factory=ThreadPolicy)
 
     @classmethod
-    def from_config(cls, device: str = "auto") -> Runtime:
-        """The runtime for a config's ``device:``, with the rank and world size of an
-        initialised ``torch.distributed`` process group, if any."""
+    def from_config(cls, device: str = "auto", threads: object = None) -> Runtime:
+        """The runtime for a config's ``device:`` and ``threads:``, with the rank and
+        world size of an initialised ``torch.distributed`` process group, if any."""
         rank, world = 0, 1
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        return cls(resolve_device(device), rank, world)
+        return cls(resolve_device(device), rank, world, ThreadPolicy.from_setting(threads))
 
     @property
     def is_main(self) -> bool:

@@ -313,8 +313,9 @@ def coerce_fields(value: Any, params: Mapping[str, Param], path: str, check_sect
             continue
         if key not in params:
             if renamed and key in renamed:
-                raise ConfigError(f"{path}.{key} has moved: write {path}.{renamed[key]} "
-                                  "instead")
+                new = renamed[key]  # "/key": a top-level key
+                target = f"{new[1:]} (top level)" if new.startswith("/") else f"{path}.{new}"
+                raise ConfigError(f"{path}.{key} has moved: write {target} instead")
             hint = suggest(str(key), params) or (
                 f"; {what} takes {', '.join(params) or 'no parameters'}")
             raise ConfigError(f"{path}.{key}: unknown key for {what}{hint}")

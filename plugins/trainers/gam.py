@@ -24,7 +24,7 @@ import torch
 
 import zoo
 from zoo.contracts import ClassifiesNodes, UsesAgreementModel
-from zoo.engine import better, torch_threads
+from zoo.engine import better
 from zoo.schema import Ge, Kind, Le
 from zoo_plugins.trainers.agreement_model import (
     AgreementModel,
@@ -47,7 +47,7 @@ RENAMED.update({"aggregation": "agreement.aggregation",
                 "agreement_lr": "agreement.optimizer.lr",
                 "agreement_weight_decay": "agreement.optimizer.weight_decay",
                 "lr": "optimizer.lr", "weight_decay": "optimizer.weight_decay",
-                "batch_size": "batches.batch_size"})
+                "batch_size": "batches.batch_size", "threads": "/threads"})
 
 
 class GAM:
@@ -78,9 +78,6 @@ class GAM:
         warm_start_agreement: continue from the previous agreement model.
         agreement: the agreement model and how it trains (encoder, aggregation,
             optimizer, pairs, ...).
-        threads: torch CPU threads while this trainer runs, restored afterwards (null:
-            leave torch's setting). On a shared machine 1 is often many times faster:
-            OpenMP threads wait at every operation for a peer the OS has descheduled.
     """
 
     renamed_params = RENAMED
@@ -108,7 +105,6 @@ class GAM:
         self.warm_start_agreement = warm_start_agreement
         self.agreement = agreement
         self.agreement_features: torch.Tensor | None = None
-        self.threads = threads
         self.timings: dict[str, float] = dict.fromkeys(PHASES, 0.0)
         self.self_label_accuracy = float("nan")
         self.agreement_val_pairs = 0
@@ -207,8 +203,7 @@ class GAM:
     def fit(self, ctx: zoo.TrainContext) -> dict[str, float]:
         """Co-train on ``ctx``; the metrics of the best-validation iteration plus the
         baseline's, the agreement model's held-out accuracy and the labeled-set size."""
-        with torch_threads(self.threads):
-            return self._cotrain(ctx)
+        return self._cotrain(ctx)
 
     def _cotrain(self, ctx: zoo.TrainContext) -> dict[str, float]:
         self.timings = dict.fromkeys(PHASES, 0.0)

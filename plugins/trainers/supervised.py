@@ -7,7 +7,7 @@ from typing import Annotated
 import torch
 
 import zoo
-from zoo.engine import seed_everything, torch_threads
+from zoo.engine import seed_everything
 from zoo.schema import Ge, Kind
 
 MOVED = "batches: {name: packed_neighbors, ...}"
@@ -34,8 +34,6 @@ class Supervised:
             seed and report baseline_<metric> for the task's reported metrics and its
             monitored one, and gain (the first reported metric's improvement over the
             baseline).
-        threads: torch CPU threads while this trainer runs, restored afterwards (null:
-            leave torch's setting). On a shared machine 1 is often many times faster.
         eval_every: evaluate (and consider keeping the weights) after every this many
             epochs, and after the last; patience still counts epochs.
     """
@@ -44,7 +42,7 @@ class Supervised:
         "lr": "optimizer.lr", "weight_decay": "optimizer.weight_decay",
         "batch_size": f"batches.batch_size ({MOVED})",
         "max_neighbors": f"batches.max_neighbors ({MOVED})",
-        "batch_seeds": f"batches.seeds ({MOVED})",
+        "batch_seeds": f"batches.seeds ({MOVED})", "threads": "/threads",
     }
 
     def __init__(self, *, epochs: Annotated[int, Ge(1)] = 200,
@@ -53,25 +51,22 @@ class Supervised:
                      "name": "adam", "lr": 0.01, "weight_decay": 5e-4},
                  batches: Annotated[dict, Kind("batch_source")] = {  # noqa: B006
                      "name": "full_graph"},
-                 baseline: bool = False, threads: Annotated[int, Ge(1)] | None = None,
-                 eval_every: Annotated[int, Ge(1)] = 1) -> None:
+                 baseline: bool = False, eval_every: Annotated[int, Ge(1)] = 1) -> None:
         self.epochs, self.patience = epochs, patience
         self.optimizer, self.batches = optimizer, batches
         self.baseline = baseline
-        self.threads = threads
         self.eval_every = eval_every
 
     def fit(self, ctx: zoo.TrainContext) -> dict[str, float]:
         """Train a fresh model on ``ctx``; the task's metrics at its best epoch."""
-        with torch_threads(self.threads):
-            if not self.baseline:
-                return self.train(ctx, ctx.build_model(), ctx.build_regularizers(), "train")
-            # The baseline goes first so that the model left behind is the regularized
-            # one; re-seeding gives both the same initial weights and the regularized run
-            # the very numbers it has without a baseline.
-            base = self.train(ctx, ctx.build_model(), [], "baseline")
-            seed_everything(ctx.seed)
-            metrics = self.train(ctx, ctx.build_model(), ctx.build_regularizers(), "train")
+        if not self.baseline:
+            return self.train(ctx, ctx.build_model(), ctx.build_regularizers(), "train")
+        # The baseline goes first so that the model left behind is the regularized
+        # one; re-seeding gives both the same initial weights and the regularized run
+        # the very numbers it has without a baseline.
+        base = self.train(ctx, ctx.build_model(), [], "baseline")
+        seed_everything(ctx.seed)
+        metrics = self.train(ctx, ctx.build_model(), ctx.build_regularizers(), "train")
         report = [k for k in ctx.task.report if k in base]
         # The monitored metric too: the baseline's settings are chosen by it, not by test.
         shown = [*report, *(k for k in (ctx.task.monitor,) if k in base and k not in report)]

@@ -143,7 +143,7 @@ def test_baseline_changes_nothing_and_leaves_the_regularized_model(registry, bat
 @pytest.mark.parametrize("batches", [None, packed(32)])
 def test_threads_apply_while_training_and_are_restored(registry, batches):
     SEEN.clear()
-    cfg = config(batches, epochs=2, threads=1)
+    cfg = {**config(batches, epochs=2), "threads": 1}
     cfg["regularizers"] = [{"name": "spy"}]
     seen_threads: list[int] = []
     previous = torch.get_num_threads()
@@ -158,8 +158,10 @@ def test_threads_apply_while_training_and_are_restored(registry, batches):
     finally:
         Spy.forward = original
         torch.set_num_threads(previous)
-    with pytest.raises(ConfigError, match="trainer.threads: must be >= 1 or null, got 0"):
-        zoo.build(config(threads=0), registry=registry)
+    with pytest.raises(ConfigError, match="threads: expected auto or a whole number >= 1, got 0"):
+        zoo.build({**config(), "threads": 0}, registry=registry)
+    with pytest.raises(ConfigError, match=r"trainer.threads has moved: write threads \(top"):
+        zoo.build(config(threads=1), registry=registry)
 
 
 def test_regularizers_see_the_packed_batch(registry):

@@ -205,7 +205,7 @@ def test_stops_when_a_round_labels_nothing(registry):
 def test_threads_setting_is_restored(registry):
     torch.set_num_threads(2)
     config = {"dataset": {"name": "sbm0"}, "encoder": MLP, "regularizers": [AGREEMENT],
-              "trainer": {**GAM, "max_iterations": 0, "threads": 1}}
+              "trainer": {**GAM, "max_iterations": 0}, "threads": 1}
     _fit(registry, config, seeds=1)
     assert torch.get_num_threads() == 2
 
