@@ -19,6 +19,7 @@ from torch import nn
 import zoo
 from zoo.contracts import ModelOutput
 from zoo_plugins.layers import (
+    CSR,
     Activation,
     Count,
     DropoutRate,
@@ -29,14 +30,52 @@ from zoo_plugins.layers import (
     make_activation,
 )
 
+Norm = Literal["both", "right", "none"]
+
+
+def gcn_adjacency(graph: dgl.DGLGraph, norm: Norm = "both", self_loops: bool = True,
+                  edge_weights: bool = False) -> CSR:
+    """The matrix a GraphConv layer multiplies by, ``out = A h``, as a :class:`CSR`.
+
+    ``A[v, u] = c_src(u) w_uv c_dst(v)`` for each edge ``u -> v`` (duplicates summed),
+    with DGL GraphConv's normalization: 'both' ``c_src = outdeg^-1/2`` and ``c_dst =
+    indeg^-1/2``, 'right' ``c_dst = 1 / indeg``, 'none' 1 (degrees count edges, at least
+    1). ``self_loops`` replaces the graph's self-loops by one of weight 1 per node (the
+    renormalization trick); ``w`` is ``edata['weight']`` with ``edge_weights``, else 1.
+    A matrix equal to its transpose is marked symmetric, so the backward pass reuses it.
+    """
+    n = graph.num_nodes()
+    src, dst = graph.edges()
+    weight = graph.edata["weight"].float() if edge_weights and "weight" in graph.edata else None
+    if self_loops:
+        keep = src != dst
+        loops = torch.arange(n, device=src.device)
+        src, dst = torch.cat([src[keep], loops]), torch.cat([dst[keep], loops])
+        if weight is not None:
+            weight = torch.cat([weight[keep], weight.new_ones(n)])
+    values = torch.ones(src.numel(), device=src.device) if weight is None else weight
+    if norm == "both":
+        c_src = torch.bincount(src, minlength=n).clamp(min=1).float().rsqrt()
+        c_dst = torch.bincount(dst, minlength=n).clamp(min=1).float().rsqrt()
+        values = c_src[src] * c_dst[dst] * values
+    elif norm == "right":
+        values = values / torch.bincount(dst, minlength=n).clamp(min=1).float()[dst]
+    a = CSR.from_coo(dst, src, values, (n, n))
+    t = a.t_matrix()
+    if (torch.equal(t.crow_indices(), a.crow) and torch.equal(t.col_indices(), a.col)
+            and torch.equal(t.values(), a.values)):
+        a = CSR(a.crow, a.col, a.values, a.shape, symmetric=True)  # drops the transpose
+    return a
+
 
 class GCN(nn.Module):
     """Graph convolutional network (Kipf & Welling 2017) on DGL's GraphConv.
 
-    Each layer is dropout -> linear -> normalized neighbourhood sum (GraphConv without
+    Each layer is dropout -> linear -> normalized neighbourhood sum (GraphConv's, without
     its own weight) -> activation. Projecting before aggregating is the cheap order
     (A(XW) = (AX)W) and lets the first layer multiply the sparse features directly,
-    with dropout on their non-zeros only.
+    with dropout on their non-zeros only. On the whole graph the normalized adjacency
+    is built once (:func:`gcn_adjacency`) and each layer is one CSR product.
 
     ``forward`` takes the whole graph or a list of sampled blocks, one per layer. On a
     block, a dst node ``v`` gets ``c_vv h_v + deg_v / s_v * sum_u c_uv h_u`` over its
@@ -60,8 +99,7 @@ class GCN(nn.Module):
     supports_blocks = True
 
     def __init__(self, in_dim: int, out_dim: int, *, hidden: Units = 16, layers: Count = 2,
-                 dropout: DropoutRate = 0.5, self_loops: bool = True,
-                 norm: Literal["both", "right", "none"] = "both",
+                 dropout: DropoutRate = 0.5, self_loops: bool = True, norm: Norm = "both",
                  activation: Activation = "relu", edge_weights: bool = False) -> None:
         super().__init__()
         if layers < 1:
@@ -77,31 +115,28 @@ class GCN(nn.Module):
         self.edge_weights = edge_weights
         self.norm = norm
         self.num_layers = layers  # the blocks forward consumes
-        self._graph_key: int | None = None
         self._graph: dgl.DGLGraph | None = None
+        self._adjacency: CSR | None = None
 
-    def _prepare(self, graph: dgl.DGLGraph) -> dgl.DGLGraph:
-        # Adding self-loops copies the graph; do it once per input graph, not per epoch.
-        if self._graph_key != id(graph):
-            g = graph
-            if self.self_loops:
-                g = dgl.add_self_loop(dgl.remove_self_loop(graph))
-                if "weight" in g.edata:
-                    g.edata["weight"][-graph.num_nodes():] = 1.0
-            self._graph, self._graph_key = g, id(graph)
-        return self._graph  # type: ignore[return-value]
+    def _prepare(self, graph: dgl.DGLGraph) -> CSR:
+        # The normalized adjacency of the graph, built once per input graph (the graph is
+        # kept so that its id cannot be reused by another one).
+        if self._graph is not graph:
+            self._adjacency = gcn_adjacency(graph, self.norm, self.self_loops,
+                                            self.edge_weights)
+            self._graph = graph
+        return self._adjacency  # type: ignore[return-value]
 
     def forward(self, graph: dgl.DGLGraph | list[dgl.DGLGraph], x: torch.Tensor,
                 ) -> ModelOutput:
         if not isinstance(graph, dgl.DGLGraph):
             return self._forward_blocks(graph, x)
-        g = self._prepare(graph)
-        weight = g.edata.get("weight") if self.edge_weights else None
+        adjacency = self._prepare(graph)
         embedding = x
         for i, (linear, conv) in enumerate(zip(self.linears, self.convs)):
             if i == len(self.convs) - 1:
                 embedding = x
-            x = conv(g, linear(dropout(x, self.p, self.training)), edge_weight=weight)
+            x = adjacency.mm(linear(dropout(x, self.p, self.training))) + conv.bias
             if i < len(self.convs) - 1:
                 x = self.act(x)
         return ModelOutput(logits=x, embedding=embedding)
