@@ -97,10 +97,29 @@ class ComponentSpec:
         return f"ComponentSpec({self.kind!r}, {self.config!r})"
 
 
+def edit_distance(a: str, b: str) -> int:
+    """Edits (insert, delete, substitute, swap two neighbours) turning ``a`` into ``b``."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, prev2[j - 2] + 1)  # a typo's swapped letters
+            cur.append(cost)
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
 def suggest(word: str, choices: typing.Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    """`` (did you mean 'x'?)`` for the closest choice, or an empty string. Of the
+    similar choices, the fewest edits away wins (``gnc`` is one swap from ``gcn``)."""
+    close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    best = min(close, key=lambda c: edit_distance(word, c))  # stable: difflib's order
+    return f" (did you mean '{best}'?)"
 
 
 def _split_annotated(tp: Any) -> tuple[Any, list[Any]]:
