@@ -161,6 +161,10 @@ class Experiment:
         check_setup = getattr(trainer, "check_setup", None)
         if callable(check_setup):
             check_setup(self.task, regularizers)
+        if self.runtime.distributed and not getattr(trainer, "supports_distributed", False):
+            raise ConfigError(f"trainer '{cfg['trainer']['name']}' trains in one process; "
+                              f"run it without torchrun/--nproc (this run has "
+                              f"{self.runtime.world_size} processes)")
         comp = reg.get("trainer", cfg["trainer"]["name"])
         for key, value in cfg["trainer"].items():
             if key == "name":
@@ -279,7 +283,8 @@ class Experiment:
                 label = f"seed {seed}"
                 engine = Engine(log=writer.log if writer else None, context={"seed": seed},
                                 progress=lambda ph, d, t, m, lb=label: display.update(
-                                    lb, ph, d, t, m), tick=self.runtime.threads.tick)
+                                    lb, ph, d, t, m), tick=self.runtime.threads.tick,
+                                reduce=self.runtime.reduce_metrics)
                 metrics = self._fit_seed(seed, engine)
                 if writer is not None:
                     writer.save_weights(seed, self.model.state_dict())
@@ -295,6 +300,8 @@ class Experiment:
                                 time.perf_counter() - start, task)
             if files:
                 summary["files"] = files
+            if self.runtime.distributed:
+                summary["processes"] = self.runtime.world_size
             if writer is not None:
                 writer.write_summary(summary)
         finally:

@@ -119,13 +119,18 @@ class Engine:
         context: fields added to every record (for example ``seed``).
         tick: called between steps and epochs (the run's thread policy looks at the
             machine's load there).
+        reduce: averages an epoch's metrics over the processes training together
+            (:meth:`zoo.Runtime.reduce_metrics`), so every rank records the same numbers
+            and takes the same early-stopping decision.
     """
 
     def __init__(self, log: Callable[[dict[str, Any]], None] | None = None,
                  progress: Callable[[str, int, int, Metrics], None] | None = None,
                  context: dict[str, Any] | None = None,
-                 tick: Callable[[], None] | None = None) -> None:
+                 tick: Callable[[], None] | None = None,
+                 reduce: Callable[[Metrics], Metrics] | None = None) -> None:
         self.tick = tick or (lambda: None)
+        self.reduce = reduce or (lambda metrics: metrics)
         self._log = log
         self._progress = progress
         self.context = dict(context or {})
@@ -165,11 +170,11 @@ class Engine:
             result.epochs_run = epoch + 1
             if (epoch + 1) % eval_every and epoch != epochs - 1:
                 self.log({"phase": phase, **(record or {}), "epoch": epoch,
-                          **to_floats(losses), "epoch_ms": round(ms, 3)})
+                          **self.reduce(to_floats(losses)), "epoch_ms": round(ms, 3)})
                 continue
             eval_start = time.perf_counter()
             evaluated = evaluate()
-            metrics = to_floats({**losses, **evaluated})
+            metrics = self.reduce(to_floats({**losses, **evaluated}))
             result.eval_seconds += time.perf_counter() - eval_start
             result.eval_keys = tuple(evaluated)
             result.history.append(metrics)
@@ -210,9 +215,12 @@ def training_step(model: Classifier, batch: Batch, task: Task,
                   regularizers: Mapping[str, torch.nn.Module],
                   optimizer: torch.optim.Optimizer, *, step: int = 0,
                   outputs_of: Callable[[torch.Tensor], ModelOutput] | None = None,
+                  after_backward: Callable[[], None] | None = None,
                   ) -> dict[str, torch.Tensor]:
     """One optimizer step on ``batch``: forward, the task's loss plus every regularizer's
-    term, backward, update. Returns the detached terms (tensors, still on the device)."""
+    term, backward, update. Returns the detached terms (tensors, still on the device).
+    ``model`` may be the classifier wrapped in ``DistributedDataParallel``;
+    ``after_backward`` runs between the backward pass and the update."""
     model.train()
     optimizer.zero_grad(set_to_none=True)
     out = model(batch.graph, batch.inputs)
@@ -234,6 +242,8 @@ def training_step(model: Classifier, batch: Batch, task: Task,
             metrics[name] = value.detach()
             total = total + value
     total.backward()
+    if after_backward is not None:
+        after_backward()
     optimizer.step()
     return metrics
 
@@ -245,9 +255,21 @@ class StepLoop:
     def __init__(self, model: Classifier, optimizer: torch.optim.Optimizer, task: Task,
                  source: BatchSource, regularizers: Iterable[torch.nn.Module],
                  labels: torch.Tensor, labeled: torch.Tensor,
-                 tick: Callable[[], None] | None = None) -> None:
+                 tick: Callable[[], None] | None = None, runtime: Runtime | None = None,
+                 ) -> None:
         regs = list(regularizers)
         self.tick = tick
+        # Several processes: the classifier in DDP, the regularizers' own parameters (if
+        # any) averaged by hand after the backward pass.
+        self.forward_model = runtime.wrap(model) if runtime is not None else model
+        reg_params = [p for r in regs for p in r.parameters() if p.requires_grad]
+        self.after_backward = None
+        if runtime is not None and runtime.distributed and reg_params:
+            def average_regularizer_grads() -> None:
+                for p in reg_params:
+                    if p.grad is not None:
+                        p.grad.copy_(runtime.reduce(p.grad))
+            self.after_backward = average_regularizer_grads
         self.model, self.optimizer, self.task, self.source = model, optimizer, task, source
         self.regularizers = dict(zip(regularizer_names(regs), regs))
         self.labels, self.labeled = labels, labeled
@@ -266,8 +288,9 @@ class StepLoop:
             raise ContractError(f"{component_label(self.source)} yielded "
                                 f"{describe_value(batch)} from epoch(); it must yield "
                                 "zoo.Batch objects")
-        metrics = training_step(self.model, batch, self.task, self.regularizers,
-                                self.optimizer, step=self.step, outputs_of=self.outputs_of)
+        metrics = training_step(self.forward_model, batch, self.task, self.regularizers,
+                                self.optimizer, step=self.step, outputs_of=self.outputs_of,
+                                after_backward=self.after_backward)
         self.step += 1
         if self.tick is not None:
             self.tick()
@@ -380,7 +403,7 @@ class TrainContext:
         loop = StepLoop(model, opt, self.task, source, regs,
                         self.data.labels if labels is None else labels,
                         self.data.train_mask if labeled is None else labeled,
-                        tick=self.engine.tick)
+                        tick=self.engine.tick, runtime=self.runtime)
 
         def train_step(epoch: int) -> dict[str, torch.Tensor]:
             return loop.epoch() if steps_per_epoch is None else loop.steps(steps_per_epoch)

@@ -1,14 +1,20 @@
-"""Where a run computes: its device, and its rank among the processes of a run.
+"""Where a run computes: its device, its CPU threads, and its rank among the processes
+of a run.
 
 One :class:`Runtime` travels in every training context. In a single process it is rank 0
 of 1, its :meth:`Runtime.reduce` returns its input and :meth:`Runtime.barrier` does
-nothing; when ``torch.distributed`` is initialised (a ``torchrun`` launch) they become the
-collective operations. It is the seam multi-process training builds on: sharding the
-seeds by rank and all-reducing gradients are not done yet.
+nothing. Under ``torchrun`` (or ``zoo run --nproc N``, which launches it) the process
+joins the group the launcher describes (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``...;
+gloo on CPUs, NCCL on GPUs, each rank on the GPU of its ``LOCAL_RANK``), and these become
+the collective operations: the engine wraps the model in ``DistributedDataParallel``,
+batch sources give each rank its share of the seeds, metrics are averaged over the
+ranks so that every rank takes the same early-stopping decision, and only rank 0
+writes the run folder.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +55,34 @@ def resolve_device(spec: str) -> torch.device:
     return torch.device(spec)
 
 
+def launched_world_size() -> int:
+    """The number of processes a launcher (torchrun) started for this run, 1 if none."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def join_process_group(device: torch.device) -> None:
+    """Join the ``torch.distributed`` group a launcher describes, once per process."""
+    import torch.distributed as dist
+
+    if launched_world_size() == 1 or not dist.is_available() or dist.is_initialized():
+        return
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend)
+
+
+def leave_process_group() -> None:
+    """Leave the process group, if this process joined one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 @dataclass
 class Runtime:
     """Device, rank and world size of this process, with collective helpers.
@@ -69,10 +103,17 @@ class Runtime:
     def from_config(cls, device: str = "auto", threads: object = None) -> Runtime:
         """The runtime for a config's ``device:`` and ``threads:``, with the rank and
         world size of an initialised ``torch.distributed`` process group, if any."""
+        resolved = resolve_device(device)
+        if launched_world_size() > 1 and resolved.type == "cuda" and resolved.index in (
+                None, 0) and str(device).strip().lower() in ("auto", "cuda"):
+            # One GPU per process: the launcher's LOCAL_RANK says which.
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            resolved = torch.device("cuda", local % max(torch.cuda.device_count(), 1))
+        join_process_group(resolved)
         rank, world = 0, 1
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        return cls(resolve_device(device), rank, world, ThreadPolicy.from_setting(threads))
+        return cls(resolved, rank, world, ThreadPolicy.from_setting(threads))
 
     @property
     def is_main(self) -> bool:
@@ -99,6 +140,27 @@ class Runtime:
                "max": torch.distributed.ReduceOp.MAX, "min": torch.distributed.ReduceOp.MIN}
         torch.distributed.all_reduce(out, op=ops[op])
         return out / self.world_size if op == "mean" else out
+
+    def reduce_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Float metrics averaged over the ranks (the same keys on every rank), so that
+        every rank records and decides on the same numbers."""
+        if not self.distributed or not metrics:
+            return metrics
+        keys = sorted(metrics)
+        values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64,
+                              device=self.device if self.device.type == "cuda" else "cpu")
+        reduced = self.reduce(values).tolist()
+        return {k: reduced[keys.index(k)] for k in metrics}
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``model`` in ``DistributedDataParallel`` when several processes train (its
+        gradients all-reduced in the backward pass), else ``model`` itself."""
+        if not self.distributed or not any(p.requires_grad for p in model.parameters()):
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids)
 
     def barrier(self) -> None:
         """Wait for every rank (nothing to wait for in a single process)."""

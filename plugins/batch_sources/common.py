@@ -5,7 +5,8 @@ sources (``items``) run where DGL is not installed."""
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Any, Literal
 
 import torch
 
@@ -35,10 +36,50 @@ class LabeledSet:
             self.rate = max(self.ids.numel() / max(count, 1), 1e-12)
 
 
+class RankShare:
+    """This process's share of each epoch's seeds when several train together
+    (``torch.distributed``; see :class:`zoo.Runtime`).
+
+    In one process an epoch is the seeds shuffled by torch's generator, in batches of
+    ``batch_size``. With ``W`` processes every rank shuffles the same way (a generator
+    seeded alike on every rank when the source is bound, advanced each epoch), pads the
+    order by repeating its first seeds to a multiple of ``W``, takes every ``W``-th seed
+    from its rank on, and batches them by ``ceil(batch_size / W)``: each step's
+    ``W`` batches together make one batch of about ``batch_size`` seeds, gradients are
+    averaged over them, and every rank takes the same number of steps.
+    """
+
+    def __init__(self, runtime: Any) -> None:
+        self.rank = int(getattr(runtime, "rank", 0))
+        self.world = int(getattr(runtime, "world_size", 1))
+        # Drawn from torch's generator right after the seed is set: equal on every rank.
+        self.seed = int(torch.randint(0, 2**62, (1,))) if self.world > 1 else 0
+        self.epochs = 0
+
+    def order(self, pool: torch.Tensor) -> torch.Tensor:
+        """This rank's seeds of ``pool`` for the next epoch, shuffled."""
+        if self.world == 1:
+            return pool[torch.randperm(pool.numel(), device=pool.device)]
+        generator = torch.Generator().manual_seed(self.seed + self.epochs)
+        self.epochs += 1
+        order = pool[torch.randperm(pool.numel(), generator=generator).to(pool.device)]
+        pad = (-order.numel()) % self.world
+        if pad:
+            order = torch.cat([order, order[:pad].repeat(math.ceil(pad / max(order.numel(),
+                                                                                1)))[:pad]])
+        return order[self.rank::self.world]
+
+    def batch_size(self, batch_size: int) -> int:
+        """Seeds per batch on this rank."""
+        return max(1, math.ceil(batch_size / self.world))
+
+
 def seed_order(seeds: Seeds, labeled: LabeledSet, num_nodes: int,
-               device: torch.device) -> torch.Tensor:
-    """This epoch's seed nodes, shuffled."""
+               device: torch.device, share: RankShare | None = None) -> torch.Tensor:
+    """This epoch's seed nodes, shuffled (this rank's share of them, with ``share``)."""
     pool = (torch.arange(num_nodes, device=device) if seeds == "all" else labeled.ids)
+    if share is not None:
+        return share.order(pool)
     return pool[torch.randperm(pool.numel(), device=device)]
 
 

@@ -9,7 +9,7 @@ import torch
 
 import zoo
 from zoo.schema import Ge
-from zoo_plugins.batch_sources.common import LabeledSet
+from zoo_plugins.batch_sources.common import LabeledSet, RankShare
 
 
 class FullGraph:
@@ -21,7 +21,8 @@ class FullGraph:
     Args:
         batch_size: labeled nodes in the loss of one step; an epoch is then one step per
             batch of the shuffled labeled nodes, each still running the model on the
-            whole graph. null: all labeled nodes, one step per epoch.
+            whole graph. null: all labeled nodes, one step per epoch. Several processes
+            (``torch.distributed``) split each step's labeled nodes between them.
     """
 
     graph_input = "whole"
@@ -34,14 +35,20 @@ class FullGraph:
         """Keep the data and graph; node ids are the rows."""
         self.data, self.graph = data, graph
         self.node_ids = torch.arange(data.num_nodes, device=runtime.device)
+        self.share = RankShare(runtime)
 
     def epoch(self, labels: torch.Tensor, labeled: torch.Tensor,
               with_reg_graph: bool = False) -> Iterator[zoo.Batch]:
         """One batch (or one per ``batch_size`` labeled nodes), all on the whole graph."""
         self.labeled.update(labeled, "labeled")
         ids = self.labeled.ids
-        chunks = [ids] if self.batch_size is None or self.batch_size >= ids.numel() else (
-            ids[torch.randperm(ids.numel(), device=ids.device)].split(self.batch_size))
+        if self.share.world > 1:  # this rank's share of the loss rows
+            size = self.share.batch_size(self.batch_size or ids.numel())
+            chunks = self.share.order(ids).split(size)
+        elif self.batch_size is None or self.batch_size >= ids.numel():
+            chunks = [ids]
+        else:
+            chunks = ids[torch.randperm(ids.numel(), device=ids.device)].split(self.batch_size)
         for rows in chunks:
             yield zoo.Batch(graph=self.graph, inputs=self.data.features, node_ids=self.node_ids,
                             labels=labels, labeled=labeled, loss_rows=rows,

@@ -13,6 +13,7 @@ from zoo.schema import Ge
 from zoo_plugins.batch_sources.common import (
     FeatureRows,
     LabeledSet,
+    RankShare,
     infer_graph_free,
     Seeds,
     loss_rows,
@@ -43,6 +44,7 @@ class Items:
         """Index the feature rows once."""
         self.data, self.device = data, runtime.device
         self.rows = FeatureRows(data.features)
+        self.share = RankShare(runtime)
 
     def inputs_of(self, node_ids: torch.Tensor) -> torch.Tensor:
         """Input rows of arbitrary items."""
@@ -52,8 +54,9 @@ class Items:
               with_reg_graph: bool = False) -> Iterator[zoo.Batch]:
         """Shuffled items in batches of ``batch_size``."""
         self.labeled.update(labeled, self.seeds)
-        order = seed_order(self.seeds, self.labeled, self.data.num_nodes, self.device)
-        for ids in order.split(self.batch_size):
+        order = seed_order(self.seeds, self.labeled, self.data.num_nodes, self.device,
+                           self.share)
+        for ids in order.split(self.share.batch_size(self.batch_size)):
             rows, norm = loss_rows(labeled[ids], self.seeds, self.labeled)
             yield zoo.Batch(graph=None, inputs=self.rows.take(ids), node_ids=ids,
                             labels=labels[ids], labeled=labeled[ids], loss_rows=rows,

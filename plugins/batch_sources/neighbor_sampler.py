@@ -23,6 +23,7 @@ from zoo.schema import Ge
 from zoo_plugins.batch_sources.common import (
     FeatureRows,
     LabeledSet,
+    RankShare,
     Seeds,
     loss_rows,
     seed_order,
@@ -92,6 +93,7 @@ class NeighborSampler:
         self.cpu_graph = graph.to("cpu")
         self.in_degree = whole_graph_in_degrees(self.cpu_graph)
         self.rows = FeatureRows(data.features)
+        self.share = RankShare(runtime)
         self.sampler = dgl.dataloading.NeighborSampler(self.fanouts, replace=self.replace)
 
     def blocks(self, seeds: torch.Tensor, sampler: Any = None,
@@ -106,8 +108,9 @@ class NeighborSampler:
               with_reg_graph: bool = False) -> Iterator[zoo.Batch]:
         """Shuffled seeds in batches, each with its sampled blocks."""
         self.labeled.update(labeled, self.seeds)
-        order = seed_order(self.seeds, self.labeled, self.data.num_nodes, self.device)
-        for seeds in order.split(self.batch_size):
+        order = seed_order(self.seeds, self.labeled, self.data.num_nodes, self.device,
+                           self.share)
+        for seeds in order.split(self.share.batch_size(self.batch_size)):
             input_nodes, blocks = self.blocks(seeds)
             rows, norm = loss_rows(labeled[seeds], self.seeds, self.labeled)
             reg_graph = (dgl.node_subgraph(self.cpu_graph, seeds.to("cpu")).to(self.device)

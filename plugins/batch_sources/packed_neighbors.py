@@ -20,6 +20,7 @@ from zoo.schema import Ge
 from zoo_plugins.batch_sources.common import (
     FeatureRows,
     LabeledSet,
+    RankShare,
     infer_graph_free,
     Seeds,
     loss_rows,
@@ -64,6 +65,7 @@ class PackedNeighbors:
         self.data, self.device = data, runtime.device
         self.table = NeighborTable(graph, self.max_neighbors)
         self.rows = FeatureRows(data.features)
+        self.share = RankShare(runtime)
 
     def inputs_of(self, node_ids: torch.Tensor) -> torch.Tensor:
         """Feature rows of arbitrary nodes (what ``RegularizerInput.model`` runs on)."""
@@ -73,8 +75,9 @@ class PackedNeighbors:
               with_reg_graph: bool = False) -> Iterator[zoo.Batch]:
         """Shuffled seeds in batches, each packed with its seeds' neighbours."""
         self.labeled.update(labeled, self.seeds)
-        order = seed_order(self.seeds, self.labeled, self.data.num_nodes, self.device)
-        for seeds in order.split(self.batch_size):
+        order = seed_order(self.seeds, self.labeled, self.data.num_nodes, self.device,
+                           self.share)
+        for seeds in order.split(self.share.batch_size(self.batch_size)):
             # Without a regularizer the neighbours would only cost time: seeds alone.
             packed, node_ids = (self.table.pack(seeds) if with_reg_graph else (None, seeds))
             rows, norm = loss_rows(labeled[seeds], self.seeds, self.labeled)

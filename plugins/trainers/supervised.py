@@ -18,7 +18,9 @@ class Supervised:
 
     The loss is the task's (cross-entropy on the labeled nodes, for node classification)
     plus the sum of the regularizers' terms; the reported metrics are the task's at the
-    epoch with the best monitored metric (validation accuracy). ``batches`` says where
+    epoch with the best monitored metric (validation accuracy); under ``torchrun`` (or
+    ``zoo run --nproc N``) each process trains on its share of every batch, with the
+    gradients all-reduced (DDP). ``batches`` says where
     batches come from: the whole graph (``full_graph``), seed nodes packed with their
     neighbours (``packed_neighbors``, NSL's mini-batch graph regularization, for
     encoder-only models), sampled neighbourhoods (``neighbor_sampler``, for node models
@@ -37,6 +39,9 @@ class Supervised:
         eval_every: evaluate (and consider keeping the weights) after every this many
             epochs, and after the last; patience still counts epochs.
     """
+
+    # Several processes (torchrun): the engine's DDP step and the sources' rank shares.
+    supports_distributed = True
 
     renamed_params = {
         "lr": "optimizer.lr", "weight_decay": "optimizer.weight_decay",

@@ -115,10 +115,10 @@ def run(images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         "encoder": {"name": "resnet", "depth": 18, "width": 4, "stages": 2,
                     "normalize": True},
         "task": {"name": "embedding", "embedding_size": 8, "map_points": 50},
-        "trainer": {"name": "supervised", "epochs": 3, "threads": 1,
+        "trainer": {"name": "supervised", "epochs": 3,
                     "batches": {"name": "items", "batch_size": 16},
                     "optimizer": {"name": "adam", "lr": 0.01}},
-        "seeds": 1,
+        "seeds": 1, "threads": 1,
     }
     path = work / "config.yaml"
     path.write_text(yaml.safe_dump(config))
