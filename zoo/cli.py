@@ -46,6 +46,9 @@ def _run_parser() -> Parser:
     p.add_argument("--seeds", type=int, help="train seeds 0..N-1 (default: the config's)")
     p.add_argument("--out", type=Path, help="run folder (default runs/<config>-<time>)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="train with N processes on this machine (data parallel, launched "
+                        "with torchrun; see the README for several machines)")
     return p
 
 
@@ -112,6 +115,19 @@ def _search_parser() -> Parser:
     return p
 
 
+def _partition_parser() -> Parser:
+    p = Parser(prog="zoo partition", description="Split a config's graph into DistDGL "
+               "partitions (DGL's partition_graph) for distributed training; train on them "
+               "with `python -m zoo_plugins.distributed.launch` (see docs/distdgl.md).")
+    _config_args(p)
+    p.add_argument("--parts", type=int, required=True, help="number of partitions")
+    p.add_argument("--out", type=Path, required=True, help="folder (absent or empty)")
+    p.add_argument("--method", choices=("metis", "random"), default="metis",
+                   help="METIS (few edges cut) or random (default metis)")
+    p.add_argument("--name", help="graph name (default: from the config's name)")
+    return p
+
+
 COMMANDS = {
     "run": (_run_parser, "train the experiment a config describes"),
     "validate": (_validate_parser, "check a config against the component schemas"),
@@ -121,6 +137,7 @@ COMMANDS = {
     "graph": (_graph_parser, "graph tools: zoo graph build CONFIG --out FILE"),
     "embed": (_embed_parser, "write a run's item embeddings and ids"),
     "search": (_search_parser, "nearest items to an image, an id or a label"),
+    "partition": (_partition_parser, "split a graph into DistDGL partitions"),
 }
 
 
@@ -178,14 +195,49 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def launch_processes(args: argparse.Namespace, exp: Any, out: Path) -> int:
+    """``zoo run`` again in ``args.nproc`` processes under torchrun on this machine."""
+    import subprocess
+
+    from zoo.threads import usable_cores
+
+    trainer = exp.config["trainer"]["name"]
+    factory = exp.registry.get("trainer", trainer).factory
+    if not getattr(factory, "supports_distributed", False):
+        raise ConfigError(f"trainer '{trainer}' trains in one process; run it without "
+                          "--nproc")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={args.nproc}", "-m", "zoo", "run", str(args.config),
+               *args.overrides, "--out", str(out)]
+    command += ["--seeds", str(args.seeds)] if args.seeds is not None else []
+    command += ["--quiet"] if args.quiet else []
+    env = dict(os.environ)
+    # The cores shared out between the processes (torchrun would give each one thread).
+    env.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // args.nproc)))
+    return subprocess.run(command, env=env).returncode
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import zoo.api
+    from zoo.runtime import launched_world_size, leave_process_group
 
+    if args.nproc is not None:
+        if args.nproc < 1:
+            raise UsageError(f"--nproc must be a whole number >= 1, got {args.nproc}")
+        if launched_world_size() > 1:
+            raise UsageError("--nproc starts torchrun itself; under torchrun leave it out")
     exp = zoo.api.build(args.config, args.overrides)
     if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds must be a whole number >= 1, got {args.seeds}")
     out = args.out or zoo.api.default_out(exp.name)
-    summary = exp.fit(seeds=args.seeds, out=out, progress=not args.quiet)
+    if args.nproc is not None and args.nproc > 1:
+        return launch_processes(args, exp, out)
+    try:
+        summary = exp.fit(seeds=args.seeds, out=out, progress=not args.quiet)
+    finally:
+        leave_process_group()
+    if not exp.runtime.is_main:
+        return 0
     # The task's reported metrics, and the trainer's metrics of the same kind
     # (baseline_test_accuracy, agreement_accuracy...).
     report = summary.get("task", {}).get("report", [])
@@ -196,6 +248,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("\n".join(lines))
     print(f"epoch median {t['epoch_ms_median']:.2f} ms, wall {t['wall_s']:.1f} s; "
           f"run saved to {out}")
+    return 0
+
+
+def cmd_partition(args: argparse.Namespace) -> int:
+    from zoo_plugins.distributed.partition import partition
+
+    if args.parts < 1:
+        raise UsageError(f"--parts must be a whole number >= 1, got {args.parts}")
+    path = partition(args.config, args.parts, args.out, args.method,
+                     overrides=args.overrides, graph_name=args.name)
+    print(f"{args.parts} partition(s) written; partition config {path}")
+    print(f"train: python -m zoo_plugins.distributed.launch --part-config {path} "
+          f"--num-trainers {args.parts}")
     return 0
 
 
