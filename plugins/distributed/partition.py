@@ -91,7 +91,7 @@ def partition(exp_or_config: Any, parts: int, out: str | Path,
 
     ``exp_or_config`` is a built ``zoo.Experiment`` or a config (path, bundled name or
     dict, with ``overrides`` as ``KEY=VALUE`` strings). The config must describe what the
-    DistDGL trainer runs: node classification with a block model (gcn, sage) fed by
+    DistDGL trainer runs: node classification with a block model (gcn, sage, gat, gin) fed by
     ``trainer.batches: {name: neighbor_sampler, ...}``, without regularizers; it is
     checked before the data loads. ``method`` is METIS (few edges cut, balanced training
     nodes) or random. Everything is written into a temporary folder beside ``out`` and

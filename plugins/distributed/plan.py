@@ -53,7 +53,7 @@ class TrainingPlan:
                               "regularizers; remove the regularizers section")
         if "model" not in config:
             raise ConfigError("model: the DistDGL trainer needs a node model that runs on "
-                              "sampled blocks (gcn, sage)")
+                              "sampled blocks (gcn, sage, gat, gin)")
         trainer = config.get("trainer", {})
         batches = trainer.get("batches") or {}
         if batches.get("name") != "neighbor_sampler" or "optimizer" not in trainer:
