@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import math
 import warnings
+import weakref
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -224,3 +226,29 @@ ACTIVATIONS = {
 def make_activation(name: str) -> nn.Module:
     """The activation module called ``name`` (one of ``ACTIVATIONS``)."""
     return ACTIVATIONS[name]()
+
+
+class GraphCache:
+    """What a model derives from its input graph (self-loops replaced or removed, edges
+    normalized), built once per input graph: :meth:`get` with the graph it last saw
+    returns the same object. The input is held by a weak reference, since an id can be
+    reused once its graph is gone."""
+
+    def __init__(self) -> None:
+        self._key: weakref.ref | None = None
+        self._value: Any = None
+
+    def get(self, graph: Any, build: Callable[[Any], Any]) -> Any:
+        """``build(graph)``, built anew only when ``graph`` is not the last one seen."""
+        if self._key is None or self._key() is not graph:
+            self._value, self._key = build(graph), weakref.ref(graph)
+        return self._value
+
+
+def one_block_per_layer(model: str, blocks: Iterable[Any], layers: int) -> list[Any]:
+    """The sampled ``blocks`` as a list, which must hold one block per layer of ``model``."""
+    blocks = list(blocks)
+    if len(blocks) != layers:
+        raise ValueError(f"{model} has {layers} layers but got {len(blocks)} blocks; "
+                         "sample one block per layer")
+    return blocks

@@ -11,7 +11,6 @@ large neighbourhood costs no extra weights.
 
 from __future__ import annotations
 
-import weakref
 from typing import Annotated
 
 import dgl
@@ -26,6 +25,7 @@ from zoo_plugins.layers import (
     Activation,
     Count,
     DropoutRate,
+    GraphCache,
     Linear,
     Units,
     dropout,
@@ -77,15 +77,11 @@ class APPNP(nn.Module):
         self.edge_p = edge_dropout
         self.alpha = alpha
         self.k = k
-        self._graph_key: weakref.ref | None = None
-        self._graph: dgl.DGLGraph | None = None
+        self._prepared = GraphCache()
 
     def _prepare(self, graph: dgl.DGLGraph) -> dgl.DGLGraph:
-        # Self-loops and the normalization copy the graph: once per input graph. A weak
-        # reference, since an id can be reused once its graph is gone.
-        if self._graph_key is None or self._graph_key() is not graph:
-            self._graph, self._graph_key = renormalized_graph(graph), weakref.ref(graph)
-        return self._graph  # type: ignore[return-value]
+        # Self-loops and the normalization copy the graph: once per input graph.
+        return self._prepared.get(graph, renormalized_graph)
 
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The MLP's per-node predictions ``H`` and the last linear layer's input."""

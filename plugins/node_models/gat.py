@@ -16,7 +16,6 @@ neighbour sampled a block gives exactly the whole graph's rows.
 from __future__ import annotations
 
 import math
-import weakref
 from typing import Annotated
 
 import dgl
@@ -33,11 +32,13 @@ from zoo_plugins.layers import (
     Activation,
     Count,
     DropoutRate,
+    GraphCache,
     Linear,
     Units,
     dropout,
     dst_rows,
     make_activation,
+    one_block_per_layer,
 )
 
 
@@ -145,26 +146,20 @@ class GAT(nn.Module):
         self.p = dropout
         self.self_loops = self_loops
         self.num_layers = layers  # the blocks forward consumes
-        self._graph_key: weakref.ref | None = None
-        self._graph: dgl.DGLGraph | None = None
+        self._prepared = GraphCache()
 
     def _prepare(self, graph: dgl.DGLGraph) -> dgl.DGLGraph:
-        # Adding self-loops copies the graph: once per input graph. A weak reference,
-        # since an id can be reused once its graph is gone.
-        if self._graph_key is None or self._graph_key() is not graph:
-            g = dgl.add_self_loop(dgl.remove_self_loop(graph)) if self.self_loops else graph
-            self._graph, self._graph_key = g, weakref.ref(graph)
-        return self._graph  # type: ignore[return-value]
+        # Adding self-loops copies the graph: once per input graph.
+        return self._prepared.get(
+            graph, lambda g: dgl.add_self_loop(dgl.remove_self_loop(g)) if self.self_loops else g)
 
     def forward(self, graph: dgl.DGLGraph | list[dgl.DGLGraph], x: torch.Tensor,
                 ) -> ModelOutput:
         if isinstance(graph, dgl.DGLGraph):
             blocks = [self._prepare(graph)] * len(self.convs)
         else:
-            if len(graph) != len(self.convs):
-                raise ValueError(f"gat has {len(self.convs)} layers but got {len(graph)} "
-                                 "blocks; sample one block per layer")
-            blocks = [block_with_self_loops(b) if self.self_loops else b for b in graph]
+            blocks = [block_with_self_loops(b) if self.self_loops else b
+                      for b in one_block_per_layer("gat", graph, len(self.convs))]
         embedding = x
         last = len(self.convs) - 1
         for i, (conv, block) in enumerate(zip(self.convs, blocks)):

@@ -16,8 +16,6 @@ and exact when all are.
 
 from __future__ import annotations
 
-import weakref
-
 import dgl
 import dgl.function as fn
 import torch
@@ -29,11 +27,13 @@ from zoo_plugins.layers import (
     Activation,
     Count,
     DropoutRate,
+    GraphCache,
     Linear,
     Units,
     dropout,
     dst_rows,
     make_activation,
+    one_block_per_layer,
 )
 
 
@@ -133,25 +133,18 @@ class GIN(nn.Module):
         self.act = make_activation(activation)
         self.p = dropout
         self.num_layers = layers  # the blocks forward consumes
-        self._graph_key: weakref.ref | None = None
-        self._graph: dgl.DGLGraph | None = None
+        self._prepared = GraphCache()
 
     def _prepare(self, graph: dgl.DGLGraph) -> dgl.DGLGraph:
-        # Removing self-loops copies the graph: once per input graph. A weak reference,
-        # since an id can be reused once its graph is gone.
-        if self._graph_key is None or self._graph_key() is not graph:
-            self._graph, self._graph_key = dgl.remove_self_loop(graph), weakref.ref(graph)
-        return self._graph  # type: ignore[return-value]
+        # Removing self-loops copies the graph: once per input graph.
+        return self._prepared.get(graph, dgl.remove_self_loop)
 
     def forward(self, graph: dgl.DGLGraph | list[dgl.DGLGraph], x: torch.Tensor,
                 ) -> ModelOutput:
         if isinstance(graph, dgl.DGLGraph):
             blocks = [self._prepare(graph)] * len(self.convs)
         else:
-            blocks = list(graph)
-            if len(blocks) != len(self.convs):
-                raise ValueError(f"gin has {len(self.convs)} layers but got {len(blocks)} "
-                                 "blocks; sample one block per layer")
+            blocks = one_block_per_layer("gin", graph, len(self.convs))
         embedding = x
         last = len(self.convs) - 1
         for i, (conv, block) in enumerate(zip(self.convs, blocks)):

@@ -34,6 +34,7 @@ from zoo_plugins.layers import (
     dropout,
     dst_rows,
     make_activation,
+    one_block_per_layer,
 )
 
 Aggregator = Literal["mean", "gcn", "pool"]
@@ -133,10 +134,7 @@ class SAGE(nn.Module):
         if isinstance(graph, dgl.DGLGraph):
             blocks = [graph] * len(self.convs)
         else:
-            blocks = list(graph)
-            if len(blocks) != len(self.convs):
-                raise ValueError(f"sage has {len(self.convs)} layers but got {len(blocks)} "
-                                 "blocks; sample one block per layer")
+            blocks = one_block_per_layer("sage", graph, len(self.convs))
         embedding = x
         last = len(self.convs) - 1
         for i, (conv, block) in enumerate(zip(self.convs, blocks)):

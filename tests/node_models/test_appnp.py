@@ -5,34 +5,25 @@ task; whole graph only."""
 
 from __future__ import annotations
 
-import dgl
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
 import zoo
-from zoo_plugins.datasets.fetch import mirror_file
 from zoo_plugins.node_models.appnp import APPNP
 
-
-def small_graph() -> dgl.DGLGraph:
-    """Six nodes, symmetric, with a self-loop on node 1 and an isolated node 5."""
-    src = torch.tensor([0, 1, 1, 2, 3, 1])
-    dst = torch.tensor([1, 2, 3, 3, 4, 1])
-    g = dgl.graph((torch.cat([src, dst]), torch.cat([dst, src])), num_nodes=6)
-    return dgl.to_simple(g)
-
-
-def dense_propagation(g: dgl.DGLGraph) -> torch.Tensor:
-    """``D^-1/2 (A + I) D^-1/2`` with the graph's own self-loops replaced by I."""
-    n = g.num_nodes()
-    a = torch.zeros(n, n)
-    src, dst = g.edges()
-    a[dst, src] = 1.0
-    a.fill_diagonal_(1.0)
-    d = a.sum(1).rsqrt()
-    return d[:, None] * a * d[None, :]
+sys.path.insert(0, str(Path(__file__).parent))
+from graphs import (  # noqa: E402
+    dense_propagation,
+    needs_cora,
+    sampled_blocks,
+    small_graph,
+    without_edges,
+)
 
 
 def test_registered_with_every_parameter_documented():
@@ -112,9 +103,7 @@ def test_one_layer_is_a_linear_model_before_propagating():
 
 
 def test_whole_graph_only():
-    g = small_graph()
-    sampler = dgl.dataloading.MultiLayerFullNeighborSampler(1)
-    input_nodes, _, blocks = sampler.sample_blocks(g, torch.arange(3))
+    input_nodes, blocks = sampled_blocks(small_graph(), torch.arange(3), layers=1)
     with pytest.raises(ValueError, match="whole graph only"):
         APPNP(4, 3)(blocks, torch.rand(input_nodes.numel(), 4))
 
@@ -124,15 +113,13 @@ def test_learns_a_task_that_needs_the_neighbours(neighbour_task, held_out_accura
     torch.manual_seed(0)
     model = APPNP(8, 2, hidden=16, dropout=0.0, edge_dropout=0.0)
     assert held_out_accuracy(model, g, x, labels, steps=100) >= 0.9
-    no_edges = dgl.graph((torch.tensor([], dtype=torch.long),) * 2, num_nodes=g.num_nodes())
     torch.manual_seed(0)
     model = APPNP(8, 2, hidden=16, dropout=0.0, edge_dropout=0.0)
-    assert held_out_accuracy(model, no_edges, x, labels, steps=100) < 0.85
+    assert held_out_accuracy(model, without_edges(g), x, labels, steps=100) < 0.85
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(mirror_file("ind.cora.x", "planetoid") is None,
-                    reason="needs the local Cora mirror")
+@needs_cora
 def test_appnp_cora_reaches_the_bar():
     # configs/appnp_cora.yaml's header: 10 seeds; 83.3 less a point is the bar.
     metrics = zoo.build("appnp_cora").fit(seeds=3)["metrics"]

@@ -3,6 +3,8 @@ against a hand computation, and learning a tiny graph task only the graph can so
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 
 import dgl
 import pytest
@@ -10,7 +12,9 @@ import torch
 
 import zoo
 from zoo_plugins.node_models.commnet import CommNet
-from zoo_plugins.datasets.fetch import mirror_file
+
+sys.path.insert(0, str(Path(__file__).parent))
+from graphs import needs_cora, without_edges  # noqa: E402
 
 
 @pytest.mark.parametrize("share_encoder", [True, False])
@@ -46,7 +50,7 @@ def test_learns_a_task_that_needs_the_neighbours(neighbour_task, held_out_accura
     torch.manual_seed(0)
     assert held_out_accuracy(CommNet(8, 2, hidden=16, dropout=0.0), g, x, labels) >= 0.9
     # Without edges only the informative half can be right.
-    no_edges = dgl.graph((torch.tensor([], dtype=torch.long),) * 2, num_nodes=g.num_nodes())
+    no_edges = without_edges(g)
     assert held_out_accuracy(CommNet(8, 2, hidden=16, dropout=0.0), no_edges, x, labels) < 0.85
 
 
@@ -56,8 +60,7 @@ def test_registered_as_node_model():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(mirror_file("ind.cora.x", "planetoid") is None,
-                    reason="needs the local Cora mirror")
+@needs_cora
 def test_commnet_cora_reaches_the_bar():
     # 10 seeds measured 0.794 +- 0.010; the bar is 0.78.
     metrics = zoo.build("commnet_cora").fit(seeds=3)["metrics"]

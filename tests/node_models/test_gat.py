@@ -5,6 +5,9 @@ graph task on the whole graph."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import dgl
 import pytest
 import torch
@@ -12,27 +15,18 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 import zoo
-from zoo_plugins.batch_sources.neighbor_sampler import annotate_blocks
-from zoo_plugins.datasets.fetch import mirror_file
 from zoo_plugins.node_models.gat import GAT
 
-
-def full_blocks(graph: dgl.DGLGraph, seeds: torch.Tensor, layers: int = 2,
-                fanouts: list[int] | None = None) -> tuple[torch.Tensor, list[dgl.DGLGraph]]:
-    """Input node ids and blocks for ``seeds``: every neighbour, or ``fanouts`` of them."""
-    sampler = (dgl.dataloading.MultiLayerFullNeighborSampler(layers) if fanouts is None
-               else dgl.dataloading.NeighborSampler(fanouts))
-    input_nodes, output_nodes, blocks = sampler.sample_blocks(graph, seeds)
-    assert torch.equal(output_nodes, seeds)
-    return input_nodes, annotate_blocks(graph, blocks)
-
-
-def random_graph(n: int = 30, edges: int = 80, seed: int = 0) -> dgl.DGLGraph:
-    """A directed random graph with a few self-loops and an isolated last node."""
-    gen = torch.Generator().manual_seed(seed)
-    src = torch.cat([torch.randint(0, n - 1, (edges,), generator=gen), torch.tensor([2, 6])])
-    dst = torch.cat([torch.randint(0, n - 1, (edges,), generator=gen), torch.tensor([2, 6])])
-    return dgl.graph((src, dst), num_nodes=n)
+sys.path.insert(0, str(Path(__file__).parent))
+from graphs import (  # noqa: E402
+    assert_full_blocks_give_the_whole_graph_rows,
+    assert_needs_one_block_per_layer,
+    assert_sparse_equals_dense_on_both_paths,
+    assert_trains_on_sampled_blocks_with_sparse_features,
+    needs_cora,
+    random_graph,
+    sampled_blocks,
+)
 
 
 def test_registered_with_every_parameter_documented():
@@ -102,13 +96,9 @@ def test_full_neighbour_blocks_give_the_whole_graph_rows(layers):
     torch.manual_seed(0)
     x = torch.randn(g.num_nodes(), 5)
     model = GAT(5, 3, hidden=4, heads=3, out_heads=2, layers=layers).eval()
-    whole = model(g, x)
     seeds = torch.tensor([29, 2, 0, 11, 6, 17])  # 29 is isolated; 2 and 6 have self-loops
-    input_nodes, blocks = full_blocks(g, seeds, layers)
-    out = model(blocks, x[input_nodes])
+    out = assert_full_blocks_give_the_whole_graph_rows(model, g, x, seeds, layers)
     assert out.logits.shape == (6, 3)
-    assert_close(out.logits, whole.logits[seeds], rtol=1e-5, atol=1e-5)
-    assert_close(out.embedding, whole.embedding[seeds], rtol=1e-5, atol=1e-5)
 
 
 def test_without_self_loops_a_node_attends_to_its_in_neighbours_only():
@@ -123,7 +113,7 @@ def test_without_self_loops_a_node_attends_to_its_in_neighbours_only():
     a_src, a_dst = layer.attn_src.detach()[0, 0], layer.attn_dst.detach()[0, 0]
     alpha = torch.softmax(F.leaky_relu(z[2] @ a_dst + z[:2] @ a_src, 0.2), dim=0)
     assert_close(out[2], alpha @ z[:2] + bias)  # node 2 does not hear itself
-    input_nodes, blocks = full_blocks(g, torch.tensor([2, 0]), layers=1)
+    input_nodes, blocks = sampled_blocks(g, torch.tensor([2, 0]), layers=1)
     assert_close(model(blocks, x[input_nodes]).logits, out[[2, 0]])
 
 
@@ -133,25 +123,14 @@ def test_sparse_features_equal_dense_on_both_paths(layers):
     x = torch.rand(g.num_nodes(), 20)
     x[x < 0.8] = 0.0
     model = GAT(20, 3, hidden=4, heads=2, layers=layers).eval()
-    assert_close(model(g, x.to_sparse()).logits, model(g, x).logits, rtol=1e-5, atol=1e-6)
-    seeds = torch.tensor([3, 29, 1])
-    input_nodes, blocks = full_blocks(g, seeds, layers)
-    dense = model(blocks, x[input_nodes])
-    sparse = model(blocks, x[input_nodes].to_sparse())
-    assert_close(sparse.logits, dense.logits, rtol=1e-5, atol=1e-6)
-    assert_close(sparse.embedding.to_dense(), dense.embedding, rtol=1e-5, atol=1e-6)
+    assert_sparse_equals_dense_on_both_paths(model, g, x, torch.tensor([3, 29, 1]), layers)
 
 
 def test_training_on_sampled_blocks_with_sparse_features_backpropagates():
     g = random_graph()
     x = (torch.rand(g.num_nodes(), 20) > 0.8).float()
     model = GAT(20, 3, hidden=4, heads=2).train()
-    input_nodes, blocks = full_blocks(g, torch.arange(8), fanouts=[2, 2])
-    out = model(blocks, x[input_nodes].to_sparse())
-    assert out.logits.shape == (8, 3)
-    out.logits.sum().backward()
-    for p in model.parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all()
+    assert_trains_on_sampled_blocks_with_sparse_features(model, g, x, out_dim=3)
 
 
 def test_dropout_only_in_training():
@@ -166,10 +145,7 @@ def test_dropout_only_in_training():
 def test_needs_a_layer_and_one_block_per_layer():
     with pytest.raises(ValueError, match="layers >= 1"):
         GAT(4, 2, layers=0)
-    g = random_graph()
-    input_nodes, blocks = full_blocks(g, torch.arange(4), layers=1)
-    with pytest.raises(ValueError, match="one block per layer"):
-        GAT(4, 2, layers=2)(blocks, torch.rand(input_nodes.numel(), 4))
+    assert_needs_one_block_per_layer(GAT, random_graph())
 
 
 def test_learns_a_task_that_needs_the_neighbours(neighbour_task, held_out_accuracy):
@@ -180,8 +156,7 @@ def test_learns_a_task_that_needs_the_neighbours(neighbour_task, held_out_accura
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(mirror_file("ind.cora.x", "planetoid") is None,
-                    reason="needs the local Cora mirror")
+@needs_cora
 def test_gat_cora_reaches_the_bar():
     # configs/gat_cora.yaml's header: 10 seeds; the paper's 83.0 less a point is the bar.
     metrics = zoo.build("gat_cora").fit(seeds=3)["metrics"]

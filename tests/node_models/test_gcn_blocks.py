@@ -5,6 +5,9 @@ dense ones on both paths."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import dgl
 import pytest
 import torch
@@ -13,14 +16,14 @@ from torch.testing import assert_close
 from zoo_plugins.batch_sources.neighbor_sampler import annotate_blocks
 from zoo_plugins.node_models.gcn import GCN
 
-
-def full_blocks(graph: dgl.DGLGraph, layers: int, seeds: torch.Tensor,
-                ) -> tuple[torch.Tensor, list[dgl.DGLGraph]]:
-    """Input node ids and blocks with every neighbour of every node sampled."""
-    sampler = dgl.dataloading.MultiLayerFullNeighborSampler(layers)
-    input_nodes, output_nodes, blocks = sampler.sample_blocks(graph, seeds)
-    assert torch.equal(output_nodes, seeds)
-    return input_nodes, annotate_blocks(graph, blocks)
+sys.path.insert(0, str(Path(__file__).parent))
+from graphs import (  # noqa: E402
+    assert_full_blocks_give_the_whole_graph_rows,
+    assert_needs_one_block_per_layer,
+    assert_sparse_equals_dense_on_both_paths,
+    assert_trains_on_sampled_blocks_with_sparse_features,
+    sampled_blocks,
+)
 
 
 def random_graph(n: int = 30, edges: int = 70, *, self_loops: bool = False,
@@ -59,13 +62,9 @@ def test_full_neighbour_blocks_give_the_whole_graph_rows(norm, self_loops, edge_
     x = torch.randn(g.num_nodes(), 5)
     model = GCN(5, 3, hidden=8, layers=2, norm=norm, self_loops=self_loops,
                 edge_weights=edge_weights).eval()
-    whole = model(g, x)
     seeds = torch.tensor([29, 0, 3, 7, 12, 5])  # 29 is isolated
-    input_nodes, blocks = full_blocks(g, 2, seeds)
-    out = model(blocks, x[input_nodes])
+    out = assert_full_blocks_give_the_whole_graph_rows(model, g, x, seeds, layers=2)
     assert out.logits.shape == (6, 3) and out.embedding.shape == (6, 8)
-    assert_close(out.logits, whole.logits[seeds], rtol=1e-5, atol=1e-5)
-    assert_close(out.embedding, whole.embedding[seeds], rtol=1e-5, atol=1e-5)
 
 
 def test_uneven_weights_change_the_output():
@@ -73,7 +72,7 @@ def test_uneven_weights_change_the_output():
     g = random_graph()
     x = torch.randn(g.num_nodes(), 5)
     model = GCN(5, 3, layers=1, edge_weights=True).eval()
-    input_nodes, blocks = full_blocks(g, 1, torch.arange(10))
+    input_nodes, blocks = sampled_blocks(g, torch.arange(10), layers=1)
     weighted = model(blocks, x[input_nodes]).logits
     blocks[0].edata["weight"] = torch.ones(blocks[0].num_edges())
     assert (weighted - model(blocks, x[input_nodes]).logits).abs().max() > 0.1
@@ -84,7 +83,7 @@ def test_full_neighbour_blocks_on_the_neighbour_task(neighbour_task, layers):
     g, x, _ = neighbour_task
     model = GCN(8, 2, hidden=16, layers=layers).eval()
     seeds = torch.arange(0, g.num_nodes(), 3)
-    input_nodes, blocks = full_blocks(g, layers, seeds)
+    input_nodes, blocks = sampled_blocks(g, seeds, layers)
     assert_close(model(blocks, x[input_nodes]).logits, model(g, x).logits[seeds],
                  rtol=1e-5, atol=1e-5)
 
@@ -136,33 +135,18 @@ def test_sparse_features_equal_dense_on_both_paths(layers):
     x = torch.rand(g.num_nodes(), 20)
     x[x < 0.8] = 0.0
     model = GCN(20, 3, hidden=6, layers=layers).eval()
-    assert_close(model(g, x.to_sparse()).logits, model(g, x).logits, rtol=1e-5, atol=1e-6)
-    seeds = torch.tensor([1, 4, 29])
-    input_nodes, blocks = full_blocks(g, layers, seeds)
-    dense = model(blocks, x[input_nodes])
-    sparse = model(blocks, x[input_nodes].to_sparse())
-    assert_close(sparse.logits, dense.logits, rtol=1e-5, atol=1e-6)
-    assert_close(sparse.embedding.to_dense(), dense.embedding, rtol=1e-5, atol=1e-6)
+    assert_sparse_equals_dense_on_both_paths(model, g, x, torch.tensor([1, 4, 29]), layers)
 
 
 def test_training_on_sampled_blocks_with_sparse_features_backpropagates():
     g = random_graph()
     x = (torch.rand(g.num_nodes(), 20) > 0.8).float()
     model = GCN(20, 3, hidden=6, layers=2, dropout=0.5).train()
-    sampler = dgl.dataloading.NeighborSampler([2, 2])
-    input_nodes, _, blocks = sampler.sample_blocks(g, torch.arange(8))
-    out = model(annotate_blocks(g, blocks), x[input_nodes].to_sparse())
-    assert out.logits.shape == (8, 3)
-    out.logits.sum().backward()
-    for p in model.parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all()
+    assert_trains_on_sampled_blocks_with_sparse_features(model, g, x, out_dim=3)
 
 
 def test_one_block_per_layer():
-    g = random_graph()
-    input_nodes, blocks = full_blocks(g, 1, torch.arange(4))
-    with pytest.raises(ValueError, match="one block per layer"):
-        GCN(5, 2, layers=2)(blocks, torch.rand(input_nodes.numel(), 5))
+    assert_needs_one_block_per_layer(GCN, random_graph(), in_dim=5)
 
 
 @pytest.mark.parametrize("symmetric", [True, False])

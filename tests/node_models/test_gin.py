@@ -5,33 +5,28 @@ task on the whole graph."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import dgl
 import pytest
 import torch
 from torch.testing import assert_close
 
 import zoo
-from zoo_plugins.batch_sources.neighbor_sampler import annotate_blocks
-from zoo_plugins.datasets.fetch import mirror_file
 from zoo_plugins.node_models.gin import GIN
 
-
-def sampled_blocks(graph: dgl.DGLGraph, seeds: torch.Tensor, layers: int = 2,
-                   fanouts: list[int] | None = None) -> tuple[torch.Tensor, list[dgl.DGLGraph]]:
-    """Input node ids and blocks for ``seeds``: every neighbour, or ``fanouts`` of them."""
-    sampler = (dgl.dataloading.MultiLayerFullNeighborSampler(layers) if fanouts is None
-               else dgl.dataloading.NeighborSampler(fanouts))
-    input_nodes, output_nodes, blocks = sampler.sample_blocks(graph, seeds)
-    assert torch.equal(output_nodes, seeds)
-    return input_nodes, annotate_blocks(graph, blocks)
-
-
-def random_graph(n: int = 30, edges: int = 80, seed: int = 0) -> dgl.DGLGraph:
-    """A directed random graph with a few self-loops and an isolated last node."""
-    gen = torch.Generator().manual_seed(seed)
-    src = torch.cat([torch.randint(0, n - 1, (edges,), generator=gen), torch.tensor([2, 6])])
-    dst = torch.cat([torch.randint(0, n - 1, (edges,), generator=gen), torch.tensor([2, 6])])
-    return dgl.graph((src, dst), num_nodes=n)
+sys.path.insert(0, str(Path(__file__).parent))
+from graphs import (  # noqa: E402
+    assert_full_blocks_give_the_whole_graph_rows,
+    assert_needs_one_block_per_layer,
+    assert_sparse_equals_dense_on_both_paths,
+    assert_trains_on_sampled_blocks_with_sparse_features,
+    needs_cora,
+    random_graph,
+    sampled_blocks,
+    without_edges,
+)
 
 
 def test_registered_with_every_parameter_documented():
@@ -88,13 +83,9 @@ def test_full_neighbour_blocks_give_the_whole_graph_rows(layers, batch_norm):
     model.train()
     model(g, x)  # moves the batch-norm running statistics off their defaults
     model.eval()
-    whole = model(g, x)
     seeds = torch.tensor([29, 2, 0, 11, 6, 17])  # 29 is isolated; 2 and 6 have self-loops
-    input_nodes, blocks = sampled_blocks(g, seeds, layers)
-    out = model(blocks, x[input_nodes])
+    out = assert_full_blocks_give_the_whole_graph_rows(model, g, x, seeds, layers)
     assert out.logits.shape == (6, 3)
-    assert_close(out.logits, whole.logits[seeds], rtol=1e-5, atol=1e-5)
-    assert_close(out.embedding, whole.embedding[seeds], rtol=1e-5, atol=1e-5)
 
 
 def test_a_sampled_block_scales_the_neighbour_sum_by_deg_over_sampled():
@@ -126,34 +117,20 @@ def test_sparse_features_equal_dense_on_both_paths(layers):
     x = torch.rand(g.num_nodes(), 20)
     x[x < 0.8] = 0.0
     model = GIN(20, 3, hidden=6, layers=layers).eval()
-    assert_close(model(g, x.to_sparse()).logits, model(g, x).logits, rtol=1e-5, atol=1e-6)
-    seeds = torch.tensor([3, 29, 1])
-    input_nodes, blocks = sampled_blocks(g, seeds, layers)
-    dense = model(blocks, x[input_nodes])
-    sparse = model(blocks, x[input_nodes].to_sparse())
-    assert_close(sparse.logits, dense.logits, rtol=1e-5, atol=1e-6)
-    assert_close(sparse.embedding.to_dense(), dense.embedding, rtol=1e-5, atol=1e-6)
+    assert_sparse_equals_dense_on_both_paths(model, g, x, torch.tensor([3, 29, 1]), layers)
 
 
 def test_training_on_sampled_blocks_with_sparse_features_backpropagates():
     g = random_graph()
     x = (torch.rand(g.num_nodes(), 20) > 0.8).float()
     model = GIN(20, 3, hidden=6, batch_norm=True, learn_eps=True).train()
-    input_nodes, blocks = sampled_blocks(g, torch.arange(8), fanouts=[2, 2])
-    out = model(blocks, x[input_nodes].to_sparse())
-    assert out.logits.shape == (8, 3)
-    out.logits.sum().backward()
-    for p in model.parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all()
+    assert_trains_on_sampled_blocks_with_sparse_features(model, g, x, out_dim=3)
 
 
 def test_needs_a_layer_and_one_block_per_layer():
     with pytest.raises(ValueError, match="layers >= 1"):
         GIN(4, 2, layers=0)
-    g = random_graph()
-    input_nodes, blocks = sampled_blocks(g, torch.arange(4), layers=1)
-    with pytest.raises(ValueError, match="one block per layer"):
-        GIN(4, 2, layers=2)(blocks, torch.rand(input_nodes.numel(), 4))
+    assert_needs_one_block_per_layer(GIN, random_graph())
 
 
 def test_learns_a_task_that_needs_the_neighbours(neighbour_task, held_out_accuracy):
@@ -161,15 +138,13 @@ def test_learns_a_task_that_needs_the_neighbours(neighbour_task, held_out_accura
     torch.manual_seed(0)
     model = GIN(8, 2, hidden=16, dropout=0.0)
     assert held_out_accuracy(model, g, x, labels, steps=100, lr=0.01) >= 0.9
-    no_edges = dgl.graph((torch.tensor([], dtype=torch.long),) * 2, num_nodes=g.num_nodes())
     torch.manual_seed(0)
     model = GIN(8, 2, hidden=16, dropout=0.0)
-    assert held_out_accuracy(model, no_edges, x, labels, steps=100, lr=0.01) < 0.85
+    assert held_out_accuracy(model, without_edges(g), x, labels, steps=100, lr=0.01) < 0.85
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(mirror_file("ind.cora.x", "planetoid") is None,
-                    reason="needs the local Cora mirror")
+@needs_cora
 def test_gin_cora_reaches_the_bar():
     # configs/gin_cora.yaml's header: 10 seeds (no published bar; an MLP reaches 0.58).
     metrics = zoo.build("gin_cora").fit(seeds=3)["metrics"]

@@ -4,6 +4,9 @@ whole graph and on re-sampled blocks."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import dgl
 import pytest
 import torch
@@ -12,31 +15,20 @@ from torch.testing import assert_close
 
 import zoo
 from zoo.contracts import ModelOutput
-from zoo_plugins.batch_sources.neighbor_sampler import annotate_blocks
 from zoo_plugins.node_models.sage import SAGE
 
+sys.path.insert(0, str(Path(__file__).parent))
+from graphs import (  # noqa: E402
+    assert_full_blocks_give_the_whole_graph_rows,
+    assert_needs_one_block_per_layer,
+    assert_sparse_equals_dense_on_both_paths,
+    assert_trains_on_sampled_blocks_with_sparse_features,
+    random_graph,
+    sampled_blocks,
+    without_edges,
+)
+
 AGGREGATORS = ["mean", "gcn", "pool"]
-
-
-def sampled_blocks(graph: dgl.DGLGraph, seeds: torch.Tensor, fanouts: list[int] | None = None,
-                   layers: int = 2) -> tuple[torch.Tensor, list[dgl.DGLGraph]]:
-    """Input node ids and blocks for ``seeds``: ``fanouts`` neighbours per layer, or all."""
-    sampler = (dgl.dataloading.NeighborSampler(fanouts) if fanouts is not None
-               else dgl.dataloading.MultiLayerFullNeighborSampler(layers))
-    input_nodes, output_nodes, blocks = sampler.sample_blocks(graph, seeds)
-    assert torch.equal(output_nodes, seeds)
-    return input_nodes, annotate_blocks(graph, blocks)
-
-
-def random_graph(n: int = 30, edges: int = 80, seed: int = 0) -> dgl.DGLGraph:
-    """A directed random graph with uneven edge weights, a few self-loops and an
-    isolated last node."""
-    gen = torch.Generator().manual_seed(seed)
-    src = torch.cat([torch.randint(0, n - 1, (edges,), generator=gen), torch.tensor([2, 6])])
-    dst = torch.cat([torch.randint(0, n - 1, (edges,), generator=gen), torch.tensor([2, 6])])
-    g = dgl.graph((src, dst), num_nodes=n)
-    g.edata["weight"] = 0.2 + 2.0 * torch.rand(g.num_edges(), generator=gen)
-    return g
 
 
 class ResampledBlocks(nn.Module):
@@ -49,7 +41,8 @@ class ResampledBlocks(nn.Module):
 
     def forward(self, graph: dgl.DGLGraph, x: torch.Tensor) -> ModelOutput:
         fanouts = self.fanouts if self.training else [-1] * len(self.fanouts)
-        input_nodes, blocks = sampled_blocks(graph, torch.arange(graph.num_nodes()), fanouts)
+        input_nodes, blocks = sampled_blocks(graph, torch.arange(graph.num_nodes()),
+                                             fanouts=fanouts)
         return self.model(blocks, x[input_nodes])
 
 
@@ -64,10 +57,7 @@ def test_supports_blocks_and_is_registered():
 def test_needs_a_layer_and_one_block_per_layer():
     with pytest.raises(ValueError, match="layers >= 1"):
         SAGE(4, 2, layers=0)
-    g = random_graph()
-    input_nodes, blocks = sampled_blocks(g, torch.arange(4), layers=1)
-    with pytest.raises(ValueError, match="one block per layer"):
-        SAGE(4, 2, layers=2)(blocks, torch.rand(input_nodes.numel(), 4))
+    assert_needs_one_block_per_layer(SAGE, random_graph(weights=True))
 
 
 @pytest.mark.parametrize("aggregator", AGGREGATORS)
@@ -107,18 +97,14 @@ def test_one_layer_matches_a_hand_computation(aggregator):
 @pytest.mark.parametrize("edge_weights", [False, True])
 @pytest.mark.parametrize("aggregator", AGGREGATORS)
 def test_full_neighbour_blocks_give_the_whole_graph_rows(aggregator, edge_weights):
-    g = random_graph()
+    g = random_graph(weights=True)
     torch.manual_seed(0)
     x = torch.randn(g.num_nodes(), 5)
     model = SAGE(5, 3, hidden=8, layers=3, aggregator=aggregator, normalize=True,
                  edge_weights=edge_weights).eval()
-    whole = model(g, x)
     seeds = torch.tensor([29, 2, 0, 11, 6, 17])  # 29 is isolated; 2 and 6 have self-loops
-    input_nodes, blocks = sampled_blocks(g, seeds, layers=3)
-    out = model(blocks, x[input_nodes])
+    out = assert_full_blocks_give_the_whole_graph_rows(model, g, x, seeds, layers=3)
     assert out.logits.shape == (6, 3) and out.embedding.shape == (6, 8)
-    assert_close(out.logits, whole.logits[seeds], rtol=1e-5, atol=1e-5)
-    assert_close(out.embedding, whole.embedding[seeds], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("aggregator", AGGREGATORS)
@@ -134,21 +120,15 @@ def test_full_neighbour_blocks_on_the_neighbour_task(neighbour_task, aggregator)
 @pytest.mark.parametrize("aggregator", AGGREGATORS)
 @pytest.mark.parametrize("layers", [1, 2])
 def test_sparse_features_equal_dense_on_both_paths(aggregator, layers):
-    g = random_graph()
+    g = random_graph(weights=True)
     x = torch.rand(g.num_nodes(), 20)
     x[x < 0.8] = 0.0
     model = SAGE(20, 3, hidden=6, layers=layers, aggregator=aggregator).eval()
-    assert_close(model(g, x.to_sparse()).logits, model(g, x).logits, rtol=1e-5, atol=1e-6)
-    seeds = torch.tensor([3, 29, 1])
-    input_nodes, blocks = sampled_blocks(g, seeds, layers=layers)
-    dense = model(blocks, x[input_nodes])
-    sparse = model(blocks, x[input_nodes].to_sparse())
-    assert_close(sparse.logits, dense.logits, rtol=1e-5, atol=1e-6)
-    assert_close(sparse.embedding.to_dense(), dense.embedding, rtol=1e-5, atol=1e-6)
+    assert_sparse_equals_dense_on_both_paths(model, g, x, torch.tensor([3, 29, 1]), layers)
 
 
 def test_normalize_puts_hidden_states_on_the_unit_sphere():
-    g = random_graph()
+    g = random_graph(weights=True)
     x = torch.randn(g.num_nodes(), 5)
     out = SAGE(5, 3, hidden=8, normalize=True).eval()(g, x)
     assert_close(out.embedding.norm(dim=-1), torch.ones(g.num_nodes()))
@@ -157,15 +137,10 @@ def test_normalize_puts_hidden_states_on_the_unit_sphere():
 
 @pytest.mark.parametrize("aggregator", AGGREGATORS)
 def test_training_on_sampled_blocks_with_sparse_features_backpropagates(aggregator):
-    g = random_graph()
+    g = random_graph(weights=True)
     x = (torch.rand(g.num_nodes(), 20) > 0.8).float()
     model = SAGE(20, 3, hidden=6, aggregator=aggregator, dropout=0.5).train()
-    input_nodes, blocks = sampled_blocks(g, torch.arange(8), fanouts=[2, 2])
-    out = model(blocks, x[input_nodes].to_sparse())
-    assert out.logits.shape == (8, 3)
-    out.logits.sum().backward()
-    for p in model.parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all()
+    assert_trains_on_sampled_blocks_with_sparse_features(model, g, x, out_dim=3)
 
 
 @pytest.mark.parametrize("aggregator", AGGREGATORS)
@@ -176,10 +151,9 @@ def test_learns_a_task_that_needs_the_neighbours(neighbour_task, held_out_accura
     model = SAGE(8, 2, hidden=16, dropout=0.0, aggregator=aggregator)
     assert held_out_accuracy(model, g, x, labels) >= 0.9
     # Without edges only the informative half can be right: an MLP's accuracy.
-    no_edges = dgl.graph((torch.tensor([], dtype=torch.long),) * 2, num_nodes=g.num_nodes())
     torch.manual_seed(0)
     model = SAGE(8, 2, hidden=16, dropout=0.0, aggregator=aggregator)
-    assert held_out_accuracy(model, no_edges, x, labels) < 0.85
+    assert held_out_accuracy(model, without_edges(g), x, labels) < 0.85
 
 
 @pytest.mark.parametrize("aggregator", AGGREGATORS)

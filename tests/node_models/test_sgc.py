@@ -5,33 +5,25 @@ reach an upstream model, and it learns a tiny graph task; whole graph only."""
 from __future__ import annotations
 
 import gc
+import sys
+from pathlib import Path
+
 import dgl
 import pytest
 import torch
 from torch.testing import assert_close
 
 import zoo
-from zoo_plugins.datasets.fetch import mirror_file
 from zoo_plugins.node_models.sgc import SGC
 
-
-def small_graph() -> dgl.DGLGraph:
-    """Six nodes, symmetric, with a self-loop on node 1 and an isolated node 5."""
-    src = torch.tensor([0, 1, 1, 2, 3, 1])
-    dst = torch.tensor([1, 2, 3, 3, 4, 1])
-    g = dgl.graph((torch.cat([src, dst]), torch.cat([dst, src])), num_nodes=6)
-    return dgl.to_simple(g)
-
-
-def dense_propagation(g: dgl.DGLGraph) -> torch.Tensor:
-    """``D^-1/2 (A + I) D^-1/2`` with the graph's own self-loops replaced by I."""
-    n = g.num_nodes()
-    a = torch.zeros(n, n)
-    src, dst = g.edges()
-    a[dst, src] = 1.0
-    a.fill_diagonal_(1.0)
-    d = a.sum(1).rsqrt()
-    return d[:, None] * a * d[None, :]
+sys.path.insert(0, str(Path(__file__).parent))
+from graphs import (  # noqa: E402
+    dense_propagation,
+    needs_cora,
+    sampled_blocks,
+    small_graph,
+    without_edges,
+)
 
 
 def test_registered_with_every_parameter_documented():
@@ -96,9 +88,7 @@ def test_features_with_gradients_are_propagated_every_call_and_backpropagate():
 
 
 def test_whole_graph_only():
-    g = small_graph()
-    sampler = dgl.dataloading.MultiLayerFullNeighborSampler(1)
-    input_nodes, _, blocks = sampler.sample_blocks(g, torch.arange(3))
+    input_nodes, blocks = sampled_blocks(small_graph(), torch.arange(3), layers=1)
     with pytest.raises(ValueError, match="whole graph only"):
         SGC(4, 3)(blocks, torch.rand(input_nodes.numel(), 4))
 
@@ -107,14 +97,12 @@ def test_learns_a_task_that_needs_the_neighbours(neighbour_task, held_out_accura
     g, x, labels = neighbour_task
     torch.manual_seed(0)
     assert held_out_accuracy(SGC(8, 2), g, x, labels, steps=100, lr=0.2) >= 0.9
-    no_edges = dgl.graph((torch.tensor([], dtype=torch.long),) * 2, num_nodes=g.num_nodes())
     torch.manual_seed(0)
-    assert held_out_accuracy(SGC(8, 2), no_edges, x, labels, steps=100, lr=0.2) < 0.85
+    assert held_out_accuracy(SGC(8, 2), without_edges(g), x, labels, steps=100, lr=0.2) < 0.85
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(mirror_file("ind.cora.x", "planetoid") is None,
-                    reason="needs the local Cora mirror")
+@needs_cora
 def test_sgc_cora_reaches_the_bar():
     # configs/sgc_cora.yaml's header: 10 seeds; the paper's 81.0 less a point is the bar.
     metrics = zoo.build("sgc_cora").fit(seeds=3)["metrics"]
