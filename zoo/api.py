@@ -390,7 +390,8 @@ def check_batches_fit_model(source: Any, model: Classifier, path: str) -> None:
                     else "an encoder-only model")
             raise ConfigError(f"{path}: batch source '{component_name(source)}' feeds sampled "
                               f"blocks, which {what} cannot run on; use a node model that "
-                              "supports blocks (built-in: gcn, sage, gat, gin) or another batch source")
+                              "supports blocks (built-in: gcn, sage, gat, gin) or another "
+                              "batch source")
         layers = getattr(node_model, "num_layers", None)
         blocks = getattr(source, "num_blocks", None)
         if layers is not None and blocks is not None and layers != blocks:
