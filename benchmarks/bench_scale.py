@@ -239,6 +239,11 @@ def ddp_rank(spec: dict) -> None:
     rank = int(os.environ.get("RANK", "0"))
     with open(os.path.join(spec["folder"], f"rank-{rank}.json"), "w") as f:
         json.dump(result, f)
+    # End as `zoo run` ends a rank (see zoo.cli.run_rank): together, without the process
+    # group's C++ teardown, which can abort at exit.
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+    os._exit(0)
 
 
 VARIANTS: dict[str, Callable[[dict], dict]] = {

@@ -219,7 +219,7 @@ def launch_processes(args: argparse.Namespace, exp: Any, out: Path) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     import zoo.api
-    from zoo.runtime import launched_world_size, leave_process_group
+    from zoo.runtime import launched_world_size
 
     if args.nproc is not None:
         if args.nproc < 1:
@@ -232,12 +232,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = args.out or zoo.api.default_out(exp.name)
     if args.nproc is not None and args.nproc > 1:
         return launch_processes(args, exp, out)
+    if exp.runtime.distributed:
+        return run_rank(args, exp, out)
+    summary = exp.fit(seeds=args.seeds, out=out, progress=not args.quiet)
+    print_summary(summary, out)
+    return 0
+
+
+def run_rank(args: argparse.Namespace, exp: Any, out: Path) -> NoReturn:
+    """``zoo run`` in one process of several (torchrun): train, wait for the others,
+    leave the group, and exit at once. Exiting the ordinary way can abort in a C++
+    destructor of the process group's threads ("terminate called without an active
+    exception"), which torchrun reports as a failed run."""
+    from zoo.runtime import leave_process_group
+
     try:
         summary = exp.fit(seeds=args.seeds, out=out, progress=not args.quiet)
-    finally:
+        exp.runtime.barrier()
+    except BaseException:
         leave_process_group()
-    if not exp.runtime.is_main:
-        return 0
+        raise
+    leave_process_group()
+    if exp.runtime.is_main:
+        print_summary(summary, out)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def print_summary(summary: dict[str, Any], out: Path) -> None:
+    """The task's reported metrics (mean ± std) and the timing, after a run."""
     # The task's reported metrics, and the trainer's metrics of the same kind
     # (baseline_test_accuracy, agreement_accuracy...).
     report = summary.get("task", {}).get("report", [])
@@ -248,7 +272,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("\n".join(lines))
     print(f"epoch median {t['epoch_ms_median']:.2f} ms, wall {t['wall_s']:.1f} s; "
           f"run saved to {out}")
-    return 0
 
 
 def cmd_partition(args: argparse.Namespace) -> int:

@@ -40,6 +40,10 @@ SCRIPT = textwrap.dedent('''
     with open(os.path.join(out, f"rank-{rank}.json"), "w") as f:
         json.dump({"world": exp.runtime.world_size, "seen": seen,
                    "val": summary["metrics"]["val_accuracy"]["mean"]}, f)
+    # As `zoo run` ends a rank: together, and without the process group's C++ teardown.
+    exp.runtime.barrier()
+    torch.distributed.destroy_process_group()
+    os._exit(0)
 ''')
 
 
