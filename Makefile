@@ -27,6 +27,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	rm -rf zoo.egg-info  # a stale one in the checkout hides new entry points from pytest
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
