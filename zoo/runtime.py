@@ -56,9 +56,12 @@ def resolve_device(spec: str) -> torch.device:
 
 
 def launched_world_size() -> int:
-    """The number of processes a launcher (torchrun) started for this run, 1 if none."""
+    """The number of processes a launcher (torchrun) started for this run, 1 if none
+    (a launcher sets WORLD_SIZE, RANK and MASTER_ADDR; WORLD_SIZE alone is not one)."""
+    if not all(os.environ.get(k) for k in ("WORLD_SIZE", "RANK", "MASTER_ADDR")):
+        return 1
     try:
-        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+        return max(1, int(os.environ["WORLD_SIZE"]))
     except ValueError:
         return 1
 
