@@ -291,12 +291,15 @@ def main(argv: list[str] | None = None) -> int:
             colocate_from_env()
             dgl.distributed.initialize(str(args.ip_config), net_type=args.net_type)
             return 0  # initialize serves, then exits the process
-        setup = TrainerSetup.load(args)
         colocate_from_env()
         dgl.distributed.initialize(str(args.ip_config), net_type=args.net_type)
         import torch.distributed as td
 
+        # DGL first, then the trainers' group (DGL's order), then the experiment: zoo.build
+        # finds the group initialised and joins no other (the launcher checked the config
+        # before starting anything).
         td.init_process_group("gloo", timeout=datetime.timedelta(seconds=args.timeout))
+        setup = TrainerSetup.load(args)
         train(setup, args)
         td.destroy_process_group()
         return 0
