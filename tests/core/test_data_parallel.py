@@ -73,7 +73,7 @@ def test_ranks_share_the_seeds_and_keep_equal_weights(tmp_path: Path):
         mine = [{s for batch in b for s in batch} for b in batches]
         assert not mine[0] & mine[1] and len(mine[0] | mine[1]) == 140
     # DDP averaged the gradients: both ranks hold the same weights; metrics were averaged.
-    w0, w1 = (torch.load(tmp_path / f"weights-{r}.pt") for r in (0, 1))
+    w0, w1 = (torch.load(tmp_path / f"weights-{r}.pt", weights_only=True) for r in (0, 1))
     for key in w0:
         torch.testing.assert_close(w0[key], w1[key], rtol=0, atol=1e-6)
     assert ranks[0]["val"] == ranks[1]["val"]

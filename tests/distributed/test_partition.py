@@ -39,7 +39,7 @@ def test_writes_the_parts_the_config_and_the_zoo_section(cora_parts: Path,
 def test_node_counts_add_up_and_node_data_survive_the_renumbering(
         cora_parts: Path, cora: zoo.Experiment) -> None:
     data, graph = cora.data, cora.graph
-    orig_nids = torch.load(cora_parts.parent / "orig_nids.pt")
+    orig_nids = torch.load(cora_parts.parent / "orig_nids.pt", weights_only=True)
     assert sorted(orig_nids.tolist()) == list(range(data.num_nodes))  # a permutation
     features = data.features.to_dense()
     expected = {"feat": features, "label": data.labels, "train_mask": data.train_mask,
