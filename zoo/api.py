@@ -152,7 +152,7 @@ class Experiment:
         they fit together: a batch source's graph input against the model, the number
         of sampled blocks against the node model's layers."""
         reg, cfg = self.registry, self.config
-        model = self._probe("the model", lambda: self._build_classifier(PROBE_IN_DIM,
+        model = self._probe("the model", lambda: self.build_classifier(PROBE_IN_DIM,
                                                                         PROBE_OUT_DIM))
         regularizers = [self._probe(f"regularizers[{i}]", lambda s=section, i=i: reg.build(
             "regularizer", s, path=f"regularizers[{i}]"))
@@ -161,10 +161,7 @@ class Experiment:
         check_setup = getattr(trainer, "check_setup", None)
         if callable(check_setup):
             check_setup(self.task, regularizers)
-        if self.runtime.distributed and not getattr(trainer, "supports_distributed", False):
-            raise ConfigError(f"trainer '{cfg['trainer']['name']}' trains in one process; "
-                              f"run it without torchrun/--nproc (this run has "
-                              f"{self.runtime.world_size} processes)")
+        self.check_processes(self.runtime.world_size)
         comp = reg.get("trainer", cfg["trainer"]["name"])
         for key, value in cfg["trainer"].items():
             if key == "name":
@@ -178,6 +175,15 @@ class Experiment:
                 elif kind == "optimizer":
                     self._probe(path, lambda s=section, p=path: reg.build(
                         "optimizer", s, [torch.nn.Parameter(torch.zeros(1))], path=p))
+
+    def check_processes(self, processes: int) -> None:
+        """A ConfigError when ``processes`` > 1 and the trainer trains in one process
+        only (it lacks ``supports_distributed``)."""
+        name = self.config["trainer"]["name"]
+        factory = self.registry.get("trainer", name).factory
+        if processes > 1 and not getattr(factory, "supports_distributed", False):
+            raise ConfigError(f"trainer '{name}' trains in one process; run it without "
+                              f"torchrun/--nproc (this run has {processes} processes)")
 
     # -- assembled parts ----------------------------------------------------------
     @property
@@ -208,7 +214,11 @@ class Experiment:
             self._model = self.build_model()
         return self._model
 
-    def _build_classifier(self, in_dim: int, out_dim: int) -> Classifier:
+    def build_classifier(self, in_dim: int, out_dim: int) -> Classifier:
+        """The config's encoder and/or node model for ``in_dim`` input columns and
+        ``out_dim`` outputs, without the task's head and without loading data (what
+        :meth:`build_model` builds on; a program that knows the sizes, such as a
+        DistDGL trainer, calls it directly)."""
         encoder = node_model = None
         if "encoder" in self.config:
             enc_out = None if "model" in self.config else out_dim
@@ -224,7 +234,7 @@ class Experiment:
         (if it has one), on the run's device."""
         data = self.data
         out_dim = int(self.task.output_size(data))
-        model = self._build_classifier(data.num_features, out_dim)
+        model = self.build_classifier(data.num_features, out_dim)
         make_head = getattr(self.task, "head", None)
         if callable(make_head):
             head = make_head(data, out_dim)

@@ -201,11 +201,7 @@ def launch_processes(args: argparse.Namespace, exp: Any, out: Path) -> int:
 
     from zoo.threads import usable_cores
 
-    trainer = exp.config["trainer"]["name"]
-    factory = exp.registry.get("trainer", trainer).factory
-    if not getattr(factory, "supports_distributed", False):
-        raise ConfigError(f"trainer '{trainer}' trains in one process; run it without "
-                          "--nproc")
+    exp.check_processes(args.nproc)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc-per-node={args.nproc}", "-m", "zoo", "run", str(args.config),
                *args.overrides, "--out", str(out)]

@@ -98,27 +98,10 @@ class TrainerSetup:
         exp = zoo.build(str(zoo_file(args.part_config, meta, "config")))
         plan = TrainingPlan.from_config(exp.config).replace_settings(
             epochs=args.epochs, batch_size=args.batch_size, fanouts=args.fanouts)
-        model = build_classifier(exp, 8, 3)  # probe sizes, as zoo.build checks models
+        model = exp.build_classifier(8, 3)  # probe sizes, as zoo.build checks models
         plan.check_layers(getattr(model.node_model, "num_layers", None),
                           exp.config["model"]["name"])
         return cls(args.part_config, meta, exp, plan)
-
-
-def build_classifier(exp: Any, in_dim: int, out_dim: int) -> Any:
-    """The experiment's model (encoder and/or node model) for ``in_dim`` input columns and
-    ``out_dim`` classes, as ``Experiment.build_model`` builds it but without the data."""
-    from zoo.model import Classifier
-
-    config, registry = exp.config, exp.registry
-    encoder = node_model = None
-    if "encoder" in config:
-        encoder = registry.build("encoder", config["encoder"], in_dim,
-                                 None if "model" in config else out_dim)
-        in_dim = int(encoder.out_dim)
-    if "model" in config:
-        node_model = registry.build("node_model", config["model"], in_dim, out_dim,
-                                    path="model")
-    return Classifier(encoder, node_model)
 
 
 def annotate_blocks(g: Any, blocks: list[Any]) -> list[Any]:
@@ -183,8 +166,8 @@ def train(setup: TrainerSetup, args: argparse.Namespace) -> dict[str, Any] | Non
              for name in ("train", "val", "test")}
 
     zoo.seed_everything(args.seed)  # one initial model (DDP broadcasts rank 0's anyway)
-    model = build_classifier(exp, int(meta["zoo"]["num_features"]),
-                             int(meta["zoo"]["num_classes"]))
+    model = exp.build_classifier(int(meta["zoo"]["num_features"]),
+                                 int(meta["zoo"]["num_classes"]))
     ddp = DistributedDataParallel(model)
     optimizer = exp.registry.build("optimizer", plan.optimizer, list(ddp.parameters()),
                                    path="trainer.optimizer")
