@@ -57,12 +57,11 @@ class CSR:
 
     @classmethod
     def from_coo(cls, rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor,
-                 shape: tuple[int, int], *, symmetric: bool = False) -> CSR:
+                 shape: tuple[int, int]) -> CSR:
         """The matrix with ``values`` at ``(rows, cols)``; duplicate entries are summed."""
         coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, shape,
                                       check_invariants=True).coalesce()
-        r, c = coo.indices()
-        return cls(row_pointers(r, shape[0]), c, coo.values(), shape, symmetric=symmetric)
+        return cls.from_sparse(coo)
 
     @classmethod
     def from_sparse(cls, x: torch.Tensor) -> CSR:

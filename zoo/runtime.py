@@ -152,8 +152,8 @@ class Runtime:
         keys = sorted(metrics)
         values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64,
                               device=self.device if self.device.type == "cuda" else "cpu")
-        reduced = self.reduce(values).tolist()
-        return {k: reduced[keys.index(k)] for k in metrics}
+        reduced = dict(zip(keys, self.reduce(values).tolist()))
+        return {k: reduced[k] for k in metrics}
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """``model`` in ``DistributedDataParallel`` when several processes train (its

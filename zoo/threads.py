@@ -128,10 +128,6 @@ class ThreadPolicy:
             return cls(parse_threads(env, f"{ENV} (environment variable)"))
         return cls(parse_threads(config_value))
 
-    @property
-    def setting(self) -> str:
-        return "auto" if self.fixed is None else str(self.fixed)
-
     def _sample(self) -> tuple[float, float | None, float]:
         return time.monotonic(), busy_seconds(self._cpus), time.process_time()
 

@@ -42,13 +42,11 @@ class FullGraph:
         """One batch (or one per ``batch_size`` labeled nodes), all on the whole graph."""
         self.labeled.update(labeled, "labeled")
         ids = self.labeled.ids
-        if self.share.world > 1:  # this rank's share of the loss rows
-            size = self.share.batch_size(self.batch_size or ids.numel())
-            chunks = self.share.order(ids).split(size)
-        elif self.batch_size is None or self.batch_size >= ids.numel():
-            chunks = [ids]
-        else:
-            chunks = ids[torch.randperm(ids.numel(), device=ids.device)].split(self.batch_size)
+        size = self.batch_size or ids.numel()
+        if self.share.world == 1 and size >= ids.numel():
+            chunks = [ids]  # one step on every labeled node: no shuffle needed
+        else:  # shuffled batches (this rank's share of each, with several processes)
+            chunks = self.share.order(ids).split(self.share.batch_size(size))
         for rows in chunks:
             yield zoo.Batch(graph=self.graph, inputs=self.data.features, node_ids=self.node_ids,
                             labels=labels, labeled=labeled, loss_rows=rows,

@@ -23,6 +23,7 @@ from zoo_plugins.layers import (
     Activation,
     Count,
     DropoutRate,
+    GraphCache,
     Linear,
     Units,
     dropout,
@@ -115,17 +116,14 @@ class GCN(nn.Module):
         self.edge_weights = edge_weights
         self.norm = norm
         self.num_layers = layers  # the blocks forward consumes
-        self._graph: dgl.DGLGraph | None = None
+        self._prepared = GraphCache()
         self._adjacency: CSR | None = None
 
     def _prepare(self, graph: dgl.DGLGraph) -> CSR:
-        # The normalized adjacency of the graph, built once per input graph (the graph is
-        # kept so that its id cannot be reused by another one).
-        if self._graph is not graph:
-            self._adjacency = gcn_adjacency(graph, self.norm, self.self_loops,
-                                            self.edge_weights)
-            self._graph = graph
-        return self._adjacency  # type: ignore[return-value]
+        # The normalized adjacency of the graph, built once per input graph.
+        self._adjacency = self._prepared.get(graph, lambda g: gcn_adjacency(
+            g, self.norm, self.self_loops, self.edge_weights))
+        return self._adjacency
 
     def forward(self, graph: dgl.DGLGraph | list[dgl.DGLGraph], x: torch.Tensor,
                 ) -> ModelOutput:
