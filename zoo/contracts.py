@@ -20,6 +20,7 @@ task            —                            :class:`Task`
 batch_source    —                            :class:`BatchSource`
 optimizer       ``params``                   a ``torch.optim.Optimizer``
 trainer         —                            :class:`Trainer`
+logger          —                            :class:`Logger`
 ==============  ===========================  =============================================
 
 Registration checks these contracts before a component is offered (see
@@ -32,6 +33,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import torch
@@ -198,6 +200,18 @@ class RegularizerInput:
     step: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     head: Any = None
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The run a :class:`Logger` records: its folder, the config's name, the resolved
+    config, and whether it resumes an interrupted run (a logger may then append to what
+    it wrote before rather than start afresh)."""
+
+    dir: Path
+    name: str
+    config: dict[str, Any]
+    resumed: bool = False
 
 
 # -- protocols: what a built component must be -----------------------------------------
@@ -374,6 +388,28 @@ class Trainer(Protocol):
     def fit(self, ctx: TrainContext) -> dict[str, float]: ...
 
 
+@runtime_checkable
+class Logger(Protocol):
+    """``logger``: ``Logger(*, **config)``, a sink for the run's records (experiment
+    tracking: TensorBoard, MLflow, a file...).
+
+    The zoo calls ``start(run)`` once with a :class:`RunInfo`, then ``log(record)`` for
+    every record the run writes to its ``metrics.jsonl`` (a flat dict: ``seed``,
+    ``phase`` and ``epoch`` or ``iteration``, then metric values, which may be NaN), and
+    ``end(summary, status)`` once: ``summary`` is what ``summary.json`` holds (None when
+    the run did not get that far) and ``status`` is 'finished', 'failed' or
+    'interrupted'. A logger writes under ``run.dir`` unless told otherwise. A logger
+    that raises is switched off for the rest of the run with a warning; the run goes on
+    (:class:`zoo.tracking.RecordStream`).
+    """
+
+    def start(self, run: RunInfo) -> None: ...
+
+    def log(self, record: dict[str, Any]) -> None: ...
+
+    def end(self, summary: dict[str, Any] | None, status: str) -> None: ...
+
+
 # -- the kinds ------------------------------------------------------------------------
 def _is_graph(obj: Any) -> bool:
     return callable(getattr(obj, "num_edges", None)) and hasattr(obj, "edata")
@@ -422,6 +458,8 @@ KINDS: dict[str, KindSpec] = {spec.name: spec for spec in (
              check=lambda o: isinstance(o, torch.optim.Optimizer)),
     KindSpec("trainer", (), "an object with fit(ctx)", ("fit",),
              lambda t: callable(getattr(t, "fit", None))),
+    KindSpec("logger", (), "an object with start(run), log(record) and end(summary, status)",
+             ("start", "log", "end"), lambda lg: isinstance(lg, Logger)),
 )}
 
 
