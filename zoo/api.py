@@ -15,14 +15,18 @@ from typing import Any
 import torch
 
 from zoo.config import LoadedConfig, load_config, validate_config
-from zoo.contracts import GraphData, Metrics, ModelOutput, describe_value
+from zoo.contracts import GraphData, Metrics, ModelOutput, RunInfo, describe_value
 from zoo.engine import Engine, TrainContext, seed_everything, to_floats
 from zoo.errors import ConfigError, ContractError, ZooError
 from zoo.model import Classifier
 from zoo.plugins import default_manager
 from zoo.registry import Component, Registry, component_label, component_name
-from zoo.run import Progress, RunWriter, default_run_dir, summarize
+from zoo.checkpoint import Checkpointing, RunState, SeedCheckpoints
+from zoo.progress import Progress
+from zoo.provenance import provenance
+from zoo.run import RunWriter, default_run_dir, summarize
 from zoo.runtime import Runtime
+from zoo.tracking import RecordStream, build_loggers
 from zoo.introspect import dataclass_params
 from zoo.schema import Kind, suggest
 
@@ -158,6 +162,9 @@ class Experiment:
             "regularizer", s, path=f"regularizers[{i}]"))
             for i, section in enumerate(cfg["regularizers"])]
         trainer = self._probe("trainer", lambda: reg.build("trainer", cfg["trainer"]))
+        for i, section in enumerate(cfg.get("loggers", [])):
+            self._probe(f"loggers[{i}]", lambda s=section, i=i: reg.build(
+                "logger", s, path=f"loggers[{i}]"))
         check_setup = getattr(trainer, "check_setup", None)
         if callable(check_setup):
             check_setup(self.task, regularizers)
@@ -262,10 +269,20 @@ class Experiment:
 
     # -- running ------------------------------------------------------------------
     def fit(self, seeds: int | builtins.list[int] | None = None, out: str | Path | None = None,
-            progress: bool = False) -> dict[str, Any]:
+            progress: bool = False, *, resume: bool = False) -> dict[str, Any]:
         """Train one model per seed and return the summary (also written to ``out``,
         if given, by the main process). ``seeds=10`` means seeds 0..9; default: the
-        config's ``seeds``."""
+        config's. ``progress`` shows where the run is on stderr (see
+        :mod:`zoo.progress`). With ``out``, the run saves checkpoints as it trains (see
+        :mod:`zoo.checkpoint`); ``resume=True`` continues the interrupted run in ``out``
+        (the seeds are those it started with)."""
+        run_state = None
+        if resume:
+            if out is None:
+                raise ConfigError("resume needs the run folder: fit(out=RUN_DIR, resume=True)")
+            run_state = RunState.read(Path(out))
+            seeds = run_state.seeds
+        resuming = resume
         seeds = seeds if seeds is not None else self.config["seeds"]
         if isinstance(seeds, int) and (isinstance(seeds, bool) or seeds < 1):
             raise ConfigError(f"seeds: expected a whole number >= 1, got {seeds!r}")
@@ -275,50 +292,120 @@ class Experiment:
             raise ConfigError("seeds: give at least one seed")
         config = {**self.config, "seeds": len(seed_list)}
         start = time.perf_counter()
+        origin = provenance()
         # Data and graph first: a missing or corrupt dataset leaves no run folder behind.
         _ = self.graph
-        writer = RunWriter(Path(out)) if out is not None and self.runtime.is_main else None
-        display = Progress(enabled=progress and self.runtime.is_main, monitor=self.task.monitor)
+        writer = (RunWriter(Path(out), resume=resume)
+                  if out is not None and self.runtime.is_main else None)
+        # Checkpoints need the run folder, and one process (ranks would each need theirs).
+        if writer is not None and not self.runtime.distributed and run_state is None:
+            run_state = RunState(writer.dir)
+            run_state.data.update(seeds=seed_list, name=self.name,
+                                  started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        # Loggers (tracking) get the records of a run that has a folder, in its main process.
+        stream = RecordStream(build_loggers(self.config.get("loggers", []), self.registry)
+                              if writer is not None else [])
+
+        def log(record: dict[str, Any]) -> None:
+            assert writer is not None
+            writer.log(record)
+            stream.log(record)
+
+        display = Progress(enabled=progress and self.runtime.is_main, monitor=self.task.monitor,
+                           seeds=len(seed_list))
+        policy = Checkpointing.from_config(self.config.get("checkpoint"))
         per_seed: builtins.list[Metrics] = []
         epoch_ms: builtins.list[float] = []
+        seed_wall: builtins.list[float] = []
         summary: dict[str, Any] | None = None
         files: builtins.list[str] = []
         try:
-            if writer is not None:
+            if writer is not None and not resume:
                 writer.write_config(config)
+            if run_state is not None:
+                if resume:
+                    run_state.data.setdefault("resumed", []).append(
+                        time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                run_state.write()
+            if writer is not None:
+                stream.start(RunInfo(writer.dir, self.name, config, resuming))
             display.line(self.data.describe())
             self.runtime.threads.begin()
-            for seed in seed_list:
-                seed_everything(seed)
+            for index, seed in enumerate(seed_list):
                 label = f"seed {seed}"
-                engine = Engine(log=writer.log if writer else None, context={"seed": seed},
-                                progress=lambda ph, d, t, m, lb=label: display.update(
-                                    lb, ph, d, t, m), tick=self.runtime.threads.tick,
-                                reduce=self.runtime.reduce_metrics)
+                done = run_state.finished(seed) if run_state is not None else None
+                if done is not None:  # resumed: this seed finished before
+                    per_seed.append(done["metrics"])
+                    epoch_ms.extend(done["epoch_ms"])
+                    seed_wall.append(done["wall_s"])
+                    files = done.get("files", files)
+                    display.line(f"{label}: finished before the interruption")
+                    continue
+                seed_started = time.perf_counter()
+                checkpoints = None
+                if run_state is not None and writer is not None:
+                    checkpoints = SeedCheckpoints.open(run_state.seed_folder(seed), policy,
+                                                       resume)
+                    if resume:
+                        writer.keep_records(run_state.kept_records(checkpoints.records))
+                        resume = False  # later seeds start afresh
+                seed_everything(seed)
+                engine = Engine(log=log if writer else None, context={"seed": seed},
+                                progress=display.update, tick=self.runtime.threads.tick,
+                                reduce=self.runtime.reduce_metrics, checkpoints=checkpoints)
+                display.start_seed(index, seed, engine)
                 metrics = self._fit_seed(seed, engine)
+                seed_wall.append(time.perf_counter() - seed_started)
                 if writer is not None:
-                    writer.save_weights(seed, self.model.state_dict())
-                    if seed == seed_list[0]:
-                        files += self._write_files(writer.dir)
+                    writer.save_weights(seed, self.model.state_dict(), config, metrics)
+                    if not files:
+                        files = self._write_files(writer.dir)
                 per_seed.append(metrics)
                 epoch_ms.extend(engine.epoch_ms)
+                if run_state is not None and checkpoints is not None:
+                    run_state.finish(seed, {"metrics": metrics, "epoch_ms": engine.epoch_ms,
+                                            "records": engine.records,
+                                            "wall_s": seed_wall[-1], "files": files})
+                    checkpoints.remove()
                 shown = [k for k in self.task.report if k in metrics]
                 display.line(f"{label}: " + "  ".join(f"{k} {metrics[k]:.4f}" for k in shown))
+            if resume and writer is not None and run_state is not None:
+                # Every seed had finished: drop what followed the last one's records.
+                writer.keep_records(run_state.kept_records(0))
             task = {"name": self.config["task"]["name"], "monitor": self.task.monitor,
                     "mode": self.task.mode, "report": builtins.list(self.task.report)}
             summary = summarize(config, seed_list, per_seed, epoch_ms,
-                                time.perf_counter() - start, task)
+                                time.perf_counter() - start, task, seed_wall)
             if files:
                 summary["files"] = files
             if self.runtime.distributed:
                 summary["processes"] = self.runtime.world_size
+            summary["provenance"] = origin
+            if run_state is not None and run_state.data.get("resumed"):
+                origin["started"] = run_state.data.get("started", origin["started"])
+                origin["resumed"] = run_state.data["resumed"]
             if writer is not None:
+                curves = draw_curves(writer.dir)
+                if curves:
+                    summary["curves"] = curves
                 writer.write_summary(summary)
+                if run_state is not None:
+                    run_state.remove()
+            stream.end(summary, "finished")
+        except KeyboardInterrupt:
+            stream.end(None, "interrupted")
+            raise
+        except BaseException:
+            stream.end(None, "failed")
+            raise
         finally:
             self.runtime.threads.end()
             display.close()
             if writer is not None:
-                if summary is None and writer.records == 0:
+                if summary is None and writer.records == 0 and not resuming and (
+                        run_state is None or not run_state.data["finished"]):
+                    if run_state is not None:
+                        run_state.remove()
                     writer.discard()
                 else:
                     writer.close()
@@ -367,6 +454,16 @@ class Experiment:
         self.model.eval()
         return source.infer(self.model)
 
+    def predict(self, features: Any = None, graph: Any = None,
+                batches: dict[str, Any] | None = None) -> Any:
+        """The current model's predictions (:class:`zoo.predict.Predictions`: ids, class
+        probabilities and classes when the task classifies, embeddings) for the
+        dataset's nodes, or for new nodes' ``features`` and their ``graph`` (a DGL
+        graph, an edge-list file or ``(src, dst)`` arrays)."""
+        from zoo.predict import predict
+
+        return predict(self, features, graph, batches)
+
     def embed(self) -> tuple[builtins.list[str], Any]:
         """``(ids, vectors)``: every item's stable id and the vector an index stores for it
         (the task's ``embed(output)``; by default the model's last hidden layer), as a
@@ -383,6 +480,21 @@ class Experiment:
         from zoo.retrieval import search
 
         return search(self, image=image, item=id, text=text, k=k, index=index)
+
+
+def draw_curves(folder: Path) -> builtins.list[str]:
+    """The run's training curves as PNGs in its folder (:mod:`zoo.plots`), by name; a
+    figure that cannot be drawn is a warning, never a failed run."""
+    import sys
+
+    from zoo.plots import write_curves
+
+    try:
+        return [Path(p).name for p in write_curves(folder)]
+    except Exception as e:  # a plotting library's failure must not lose a trained run
+        print(f"zoo: warning: the training curves could not be drawn: "
+              f"{type(e).__name__}: {e}", file=sys.stderr)
+        return []
 
 
 def check_batches_fit_model(source: Any, model: Classifier, path: str) -> None:

@@ -46,6 +46,9 @@ def _run_parser() -> Parser:
     p.add_argument("--seeds", type=int, help="train seeds 0..N-1 (default: the config's)")
     p.add_argument("--out", type=Path, help="run folder (default runs/<config>-<time>)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                   help="continue an interrupted run in its folder (no config, overrides, "
+                        "--seeds or --out with it)")
     p.add_argument("--nproc", type=int, metavar="N",
                    help="train with N processes on this machine (data parallel, launched "
                         "with torchrun; see the README for several machines)")
@@ -138,7 +141,24 @@ COMMANDS = {
     "embed": (_embed_parser, "write a run's item embeddings and ids"),
     "search": (_search_parser, "nearest items to an image, an id or a label"),
     "partition": (_partition_parser, "split a graph into DistDGL partitions"),
+    # Commands in their own module: "module:function" returns the command's parser
+    # (a zoo.cli.Parser), which names its handler with set_defaults(func=handler);
+    # the module is imported only when its command runs.
+    "predict": ("zoo.predict:predict_parser", "write a run's predictions (CSV)"),
+    "evaluate": ("zoo.predict:evaluate_parser", "re-compute a run's metrics from its model"),
+    "sweep": ("zoo.sweep:parser", "run a grid of overrides and tabulate it"),
+    "compare": ("zoo.compare:parser", "runs side by side: config differences, metrics"),
+    "report": ("zoo.report:parser", "one self-contained HTML page for runs"),
+    "export": ("zoo.export:parser", "write a standalone training script for a config"),
 }
+
+
+def _resolve(ref: str) -> Any:
+    """``"module:name"`` -> the object (the module imported on use)."""
+    import importlib
+
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _top_help() -> str:
@@ -173,13 +193,17 @@ def main(argv: list[str] | None = None) -> int:
             print("zoo: error: the graph command has one subcommand, build", file=sys.stderr)
             return 2
         rest = rest[1:]
-    parser = COMMANDS[command][0]()
+    make_parser = COMMANDS[command][0]
+    parser = _resolve(make_parser)() if isinstance(make_parser, str) else make_parser()
     try:
         args = parser.parse_intermixed_args(rest)
-        if "config" in vars(args) and args.config is None:
+        if "config" in vars(args) and args.config is None and not getattr(args, "resume",
+                                                                            None):
             raise UsageError("give a config: a YAML file or the name of a bundled config "
                              "(e.g. gcn_cora)")
-        return int(globals()[f"cmd_{command}"](args) or 0)
+        # A module's parser names its handler with ``set_defaults(func=...)``.
+        handler = getattr(args, "func", None) or globals()[f"cmd_{command}"]
+        return int(handler(args) or 0)
     except UsageError as e:
         parser.print_usage(sys.stderr)
         print(f"zoo: error: {e}", file=sys.stderr)
@@ -222,6 +246,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"--nproc must be a whole number >= 1, got {args.nproc}")
         if launched_world_size() > 1:
             raise UsageError("--nproc starts torchrun itself; under torchrun leave it out")
+    if args.resume is not None:
+        return resume_run(args)
     exp = zoo.api.build(args.config, args.overrides)
     if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds must be a whole number >= 1, got {args.seeds}")
@@ -230,8 +256,50 @@ def cmd_run(args: argparse.Namespace) -> int:
         return launch_processes(args, exp, out)
     if exp.runtime.distributed:
         return run_rank(args, exp, out)
-    summary = exp.fit(seeds=args.seeds, out=out, progress=not args.quiet)
+    try:
+        summary = exp.fit(seeds=args.seeds, out=out, progress=not args.quiet)
+    except KeyboardInterrupt:
+        return interrupted(out)
     print_summary(summary, out)
+    return 0
+
+
+def interrupted(out: Path) -> int:
+    """Ctrl-C during a run: say how to go on, if the run left a checkpoint (exit 130)."""
+    how = (f"; continue it with `zoo run --resume {out}`"
+           if (out / "checkpoints" / "run.json").is_file() else "")
+    print(f"zoo: interrupted{how}", file=sys.stderr)
+    return 130
+
+
+def resume_run(args: argparse.Namespace) -> int:
+    """``zoo run --resume RUN_DIR``: the interrupted run, continued in its own folder."""
+    import zoo.api
+    from zoo.checkpoint import RunState
+
+    given = [flag for flag, value in (("a config", args.config), ("overrides", args.overrides),
+                                      ("--seeds", args.seeds), ("--out", args.out),
+                                      ("--nproc", args.nproc)) if value]
+    if given:
+        raise UsageError(f"--resume continues a run as it was configured; leave out "
+                         f"{', '.join(given)}")
+    run = args.resume
+    if not run.is_dir():
+        raise ConfigError(f"cannot resume '{run}': no such folder; give the folder of an "
+                          "interrupted `zoo run`")
+    if (run / "summary.json").exists():
+        raise ConfigError(f"cannot resume '{run}': it finished (it has summary.json); give "
+                          "the folder of an interrupted `zoo run`")
+    state = RunState.read(run)
+    if not (run / "config.yaml").is_file():
+        raise ConfigError(f"cannot resume '{run}': its config.yaml is missing")
+    exp = zoo.api.build(run / "config.yaml")
+    exp.name = str(state.data.get("name") or run.name)
+    try:
+        summary = exp.fit(out=run, progress=not args.quiet, resume=True)
+    except KeyboardInterrupt:
+        return interrupted(run)
+    print_summary(summary, run)
     return 0
 
 

@@ -9,10 +9,12 @@ A config has these top-level keys (each section names its component with ``name`
     model:        {name: gcn, hidden: 16}             # optional: a node model
     task:         {name: node_classification}         # optional (this is the default)
     regularizers: [{name: distance, multiplier: 0.1}] # optional list
+    loggers:      [tensorboard, {name: mlflow}]       # optional list: experiment tracking
     trainer:      {name: supervised, epochs: 200}     # required
     seeds: 1                                          # how many seeds (0..N-1)
     device: auto                                      # auto | cpu | cuda | cuda:N
     threads: auto                                     # auto | N (see zoo.threads)
+    checkpoint: {epochs: null, seconds: 60}           # resumable saves (zoo.checkpoint)
 
 Overrides are ``dotted.key=value`` (the value is YAML: ``model.hidden=64``,
 ``trainer.batches={name: neighbor_sampler, fanouts: [10, 10], batch_size: 64}``);
@@ -40,7 +42,8 @@ from zoo.threads import parse_threads
 
 SECTIONS = {"dataset": "dataset", "graph": "graph_builder", "encoder": "encoder",
             "model": "node_model", "task": "task", "trainer": "trainer"}
-TOP_LEVEL = (*SECTIONS, "regularizers", "seeds", "device", "threads", "description")
+TOP_LEVEL = (*SECTIONS, "regularizers", "loggers", "seeds", "device", "threads", "checkpoint",
+             "description")
 DEFAULT_TASK = "node_classification"
 
 try:  # OmegaConf's YAML loader reads 1e-3 as a float, as the config files do
@@ -233,6 +236,13 @@ def validate_config(loaded: LoadedConfig, registry: Registry) -> dict[str, Any]:
                           "[{name: distance, multiplier: 0.1}]")
     out["regularizers"] = [registry.validate("regularizer", r, f"regularizers[{i}]")
                            for i, r in enumerate(regs)]
+    loggers = raw.get("loggers") or []
+    loggers = [loggers] if isinstance(loggers, str) else loggers  # loggers=tensorboard
+    if not isinstance(loggers, list):
+        raise ConfigError("loggers: expected a list of sections, e.g. "
+                          "[tensorboard, {name: mlflow, experiment: cora}]")
+    out["loggers"] = [registry.validate("logger", item, f"loggers[{i}]")
+                      for i, item in enumerate(loggers)]
     seeds = raw.get("seeds", 1)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"seeds: expected a whole number >= 1, got {seeds!r}")
@@ -243,9 +253,33 @@ def validate_config(loaded: LoadedConfig, registry: Registry) -> dict[str, Any]:
     resolve_device(device)  # a device this machine lacks is an error now, not mid-run
     out["device"] = device
     out["threads"] = "auto" if parse_threads(raw.get("threads")) is None else raw["threads"]
+    out["checkpoint"] = validate_checkpoint(raw.get("checkpoint"))
     if "description" in raw:
         out["description"] = str(raw["description"])
     return out
+
+
+def validate_checkpoint(section: Any) -> dict[str, Any]:
+    """The ``checkpoint:`` section: save the training loop in progress every ``epochs``
+    epochs and/or every ``seconds`` seconds (null: not on that account; defaults: every
+    60 s). A finished loop is always saved."""
+    section = {} if section is None else section
+    if not isinstance(section, dict):
+        raise ConfigError("checkpoint: expected a section such as {epochs: 10, seconds: 60}")
+    for key in section:
+        if key not in ("epochs", "seconds"):
+            hint = suggest(str(key), ["epochs", "seconds"])
+            raise ConfigError(f"checkpoint.{key}: unknown key{hint}; checkpoint has epochs "
+                              "and seconds")
+    epochs, seconds = section.get("epochs"), section.get("seconds", 60.0)
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int)
+                               or epochs < 1):
+        raise ConfigError(f"checkpoint.epochs: expected a whole number >= 1 or null, got "
+                          f"{epochs!r}")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                                or not seconds > 0 or seconds == float("inf")):
+        raise ConfigError(f"checkpoint.seconds: expected a number > 0 or null, got {seconds!r}")
+    return {"epochs": epochs, "seconds": None if seconds is None else float(seconds)}
 
 
 def _first_line(e: BaseException) -> str:

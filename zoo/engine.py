@@ -11,16 +11,18 @@ epoch, not once per step.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from zoo.checkpoint import SeedCheckpoints, cpu_state, rng_state, set_rng_state
 from zoo.contracts import Batch, BatchSource, Metrics, ModelOutput, RegularizerInput, Task
 from zoo.contracts import describe_value
 from zoo.errors import ContractError
@@ -47,6 +49,14 @@ class FitResult:
     def evaluation(self) -> Metrics:
         """The evaluated metrics of the best epoch (without the training losses)."""
         return {k: v for k, v in self.best.items() if k in self.eval_keys}
+
+
+class Resumable(Protocol):
+    """What a training loop saves besides the model: its optimizer and batch position."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 def seed_everything(seed: int) -> None:
@@ -122,30 +132,49 @@ class Engine:
         reduce: averages an epoch's metrics over the processes training together
             (:meth:`zoo.Runtime.reduce_metrics`), so every rank records the same numbers
             and takes the same early-stopping decision.
+        checkpoints: where this seed's training loops are saved and, when the run
+            resumes, restored from (:mod:`zoo.checkpoint`).
     """
 
     def __init__(self, log: Callable[[dict[str, Any]], None] | None = None,
                  progress: Callable[[str, int, int, Metrics], None] | None = None,
                  context: dict[str, Any] | None = None,
                  tick: Callable[[], None] | None = None,
-                 reduce: Callable[[Metrics], Metrics] | None = None) -> None:
+                 reduce: Callable[[Metrics], Metrics] | None = None,
+                 checkpoints: SeedCheckpoints | None = None) -> None:
         self.tick = tick or (lambda: None)
         self.reduce = reduce or (lambda metrics: metrics)
         self._log = log
         self._progress = progress
         self.context = dict(context or {})
         self.epoch_ms: list[float] = []  # every training epoch of this engine, all phases
+        self.checkpoints = checkpoints
+        self.records = 0  # records this engine has logged (or, replaying, had logged)
+        # A resumed seed replays its trainer: the records the run already holds are
+        # counted, not written again.
+        self._written = checkpoints.records if checkpoints is not None else 0
+        self._fits = 0
+        self.round: tuple[int, int] | None = None  # (done, total) rounds of the trainer
 
     def log(self, record: dict[str, Any]) -> None:
         """Write a record (with this engine's context) to the run's metrics."""
+        self.records += 1
+        if self.records <= self._written:
+            return
         if self._log is not None:
             self._log({**self.context, **record})
+
+    def set_round(self, done: int, total: int) -> None:
+        """A trainer that trains in rounds (GAM's iterations) says where it is, for the
+        progress display's estimate of the time left."""
+        self.round = (done, total)
 
     def fit(self, model: torch.nn.Module, *, train_step: Callable[[int], Mapping[str, Any]],
             evaluate: Callable[[], Mapping[str, Any]], epochs: int, patience: int | None = None,
             monitor: str = "val_accuracy", mode: str = "max",
             tie_break: str | None = "val_loss", phase: str = "train",
-            record: dict[str, Any] | None = None, eval_every: int = 1) -> FitResult:
+            record: dict[str, Any] | None = None, eval_every: int = 1,
+            resumable: Resumable | None = None) -> FitResult:
         """Train ``model`` for up to ``epochs`` epochs and restore its best weights.
 
         ``train_step(epoch)`` runs one epoch and returns its losses (floats or tensors);
@@ -153,14 +182,38 @@ class Engine:
         ``eval_every``-th epoch and after the last (only evaluated epochs can be chosen).
         Training stops early when ``monitor`` has not improved for ``patience`` epochs
         (None: never). The returned ``best`` are the metrics of the best epoch, whose
-        weights ``model`` holds after.
+        weights ``model`` holds after. ``resumable`` holds the rest of the loop's state
+        (optimizer, batch position) for the engine's checkpoints: without it, a loop
+        interrupted mid-way starts again from its first epoch on resume.
         """
+        index, checkpoints = self._fits, self.checkpoints
+        self._fits += 1
+        if checkpoints is not None and index in checkpoints.finished:
+            return self._replay(model, checkpoints.finished[index])
         best: Metrics | None = None
         weights = BestWeights(model)
         best_epoch = -1
         result = FitResult(best_epoch=-1, best={}, epochs_run=0)
         started = time.perf_counter()
-        for epoch in range(epochs):
+        first = 0
+        saved = checkpoints.in_progress(index) if checkpoints is not None else None
+        if saved is not None:
+            result = FitResult(**saved["result"])
+            best, best_epoch = (dict(saved["best"]) if saved["best"] is not None else None,
+                                result.best_epoch)
+            self.epoch_ms.extend(result.epoch_ms)
+            model.load_state_dict(saved["model"])
+            if saved["best_weights"] is not None:
+                current = model.state_dict()
+                weights.state = {k: v.to(current[k].device)
+                                 for k, v in saved["best_weights"].items()}
+            if resumable is not None:
+                resumable.load_state_dict(saved["trainer"])
+            self.records = int(saved["records"])
+            set_rng_state(saved["rng"])
+            first = result.epochs_run
+            started -= result.seconds
+        for epoch in range(first, epochs):
             self.tick()
             start = time.perf_counter()
             losses = train_step(epoch)
@@ -188,9 +241,32 @@ class Engine:
                                                           (best or {}).get(monitor, 0.0)})
             if patience is not None and epoch - best_epoch >= patience:
                 break
+            if checkpoints is not None and epoch + 1 < epochs and checkpoints.due(epoch):
+                result.best_epoch, result.best = best_epoch, dict(best or {})
+                result.seconds = time.perf_counter() - started
+                checkpoints.save_progress({
+                    "fit": index, "result": dataclasses.asdict(result), "best": best,
+                    "model": cpu_state(model.state_dict()),
+                    "best_weights": cpu_state(weights.state) if weights.state else None,
+                    "trainer": resumable.state_dict() if resumable is not None else None,
+                    "records": self.records, "rng": rng_state()})
         weights.restore()
         result.best_epoch, result.best = best_epoch, dict(best or {})
         result.seconds = time.perf_counter() - started
+        if checkpoints is not None:
+            checkpoints.save_finished(index, {
+                "result": dataclasses.asdict(result), "model": cpu_state(model.state_dict()),
+                "records": self.records, "rng": rng_state()})
+        return result
+
+    def _replay(self, model: torch.nn.Module, saved: dict[str, Any]) -> FitResult:
+        """A loop that finished before the run was interrupted: its result, weights,
+        records and generator states, as it left them."""
+        model.load_state_dict(saved["model"])
+        result = FitResult(**saved["result"])
+        self.epoch_ms.extend(result.epoch_ms)
+        self.records = int(saved["records"])
+        set_rng_state(saved["rng"])
         return result
 
 
@@ -275,13 +351,38 @@ class StepLoop:
         self.labels, self.labeled = labels, labeled
         self.step = 0
         self._batches: Iterator[Batch] | None = None
+        # For checkpoints: the generators' states when the current pass began, and how
+        # many of its batches were taken (a pass is re-drawn and skipped to there).
+        self.track_passes = False
+        self._pass_rng: dict[str, Any] | None = None
+        self._in_pass = 0
         inputs_of = getattr(source, "inputs_of", None)
         self.outputs_of = (lambda ids: model(None, inputs_of(ids))) if (
             inputs_of is not None and model.graph_free) else None
 
     def _epoch_batches(self) -> Iterator[Batch]:
+        if self.track_passes:
+            self._pass_rng, self._in_pass = rng_state(), 0
         return iter(self.source.epoch(self.labels, self.labeled,
                                       with_reg_graph=bool(self.regularizers)))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's state, the step count and the position in the current pass."""
+        return {"optimizer": self.optimizer.state_dict(), "step": self.step,
+                "pass_rng": self._pass_rng if self._batches is not None else None,
+                "in_pass": self._in_pass}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; the caller restores the generators' states after."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self._batches = None
+        if state["pass_rng"] is not None:
+            set_rng_state(state["pass_rng"])
+            self._batches = self._epoch_batches()
+            for _ in range(int(state["in_pass"])):
+                next(self._batches)
+                self._in_pass += 1
 
     def _run(self, batch: Batch) -> dict[str, torch.Tensor]:
         if not isinstance(batch, Batch):
@@ -318,6 +419,7 @@ class StepLoop:
             if batch is None:
                 self._batches = self._epoch_batches()
                 batch = next(self._batches)
+            self._in_pass += 1
             for k, v in self._run(batch).items():
                 totals[k] = totals[k] + v if k in totals else v
         return self._mean(totals, n)
@@ -405,6 +507,8 @@ class TrainContext:
                         self.data.train_mask if labeled is None else labeled,
                         tick=self.engine.tick, runtime=self.runtime)
 
+        loop.track_passes = self.engine.checkpoints is not None and steps_per_epoch is not None
+
         def train_step(epoch: int) -> dict[str, torch.Tensor]:
             return loop.epoch() if steps_per_epoch is None else loop.steps(steps_per_epoch)
 
@@ -413,4 +517,4 @@ class TrainContext:
                                evaluate=lambda: self._evaluate(model, source), epochs=epochs,
                                patience=patience, monitor=task.monitor, mode=task.mode,
                                tie_break=task.tie_break, phase=phase, record=record,
-                               eval_every=eval_every)
+                               eval_every=eval_every, resumable=loop)

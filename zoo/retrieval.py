@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -127,8 +128,11 @@ def load(run_dir: str | Path, seed: int | None = None, *, registry: Any = None) 
     model = exp.build_model()
     try:
         state = torch.load(saved[seed], map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and state.get("format") == "zoo-weights":
+            state = state["state_dict"]  # with its config, metrics and zoo version
         model.load_state_dict(state)
-    except (RuntimeError, OSError, EOFError, ValueError) as e:
+    except (RuntimeError, OSError, EOFError, ValueError, AttributeError,
+            pickle.UnpicklingError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"cannot load '{saved[seed]}': {first}; the file is damaged or "
                         "does not match the run's config") from None

@@ -1,13 +1,12 @@
 """Run output: ``config.yaml`` (resolved), ``metrics.jsonl`` (one record per epoch per
-seed) and ``summary.json``, written so that a failure never leaves a half-written file,
-plus the live progress display."""
+seed), ``weights/seed-<k>.pt`` (each seed's best model) and ``summary.json``, written so
+that a failure never leaves a half-written file."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -64,19 +63,42 @@ def stats(values: list[float]) -> dict[str, Any]:
 
 class RunWriter:
     """Owns one run folder. It refuses a folder that already holds a run, so a new run
-    never overwrites an earlier one's results."""
+    never overwrites an earlier one's results; ``resume`` opens an interrupted run's
+    folder to go on writing it."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, resume: bool = False) -> None:
         self.dir = Path(out_dir)
-        if (self.dir / "summary.json").exists() or (self.dir / "metrics.jsonl").exists():
-            raise ConfigError(f"output folder '{self.dir}' already holds a run; choose "
+        resumable = (self.dir / "checkpoints" / "run.json").is_file()
+        finished = (self.dir / "summary.json").exists()
+        if resume and (finished or not resumable):
+            why = ("it finished (it has summary.json)" if finished else
+                   "it holds no interrupted run (no checkpoints/run.json)")
+            raise ConfigError(f"cannot resume '{self.dir}': {why}; give the folder of an "
+                              "interrupted `zoo run`")
+        if not resume and (finished or (self.dir / "metrics.jsonl").exists()):
+            hint = (f"continue it with `zoo run --resume {self.dir}`, " if resumable and
+                    not finished else "")
+            raise ConfigError(f"output folder '{self.dir}' already holds a run; {hint}choose "
                               "another --out or remove it")
         if self.dir.exists() and not self.dir.is_dir():
             raise ConfigError(f"output path '{self.dir}' is a file; choose a folder for --out")
-        self._created = [p for p in (self.dir, *self.dir.parents) if not p.exists()]
+        self._created = [] if resume else [p for p in (self.dir, *self.dir.parents)
+                                           if not p.exists()]
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._metrics = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")
+        # Line-buffered: a killed run keeps every record written before it died.
+        self._metrics = open(self.dir / "metrics.jsonl", "a", encoding="utf-8", buffering=1)
         self.records = 0
+
+    def keep_records(self, count: int) -> None:
+        """Keep the first ``count`` records of ``metrics.jsonl`` (a resumed run drops what
+        was written after its last checkpoint, and writes it again)."""
+        self._metrics.close()
+        path = self.dir / "metrics.jsonl"
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+        kept = [line for line in lines[:count] if line.endswith("\n")]
+        atomic_write(path, "".join(kept))
+        self._metrics = open(path, "a", encoding="utf-8", buffering=1)
+        self.records = len(kept)
 
     def write_config(self, config: dict[str, Any]) -> None:
         """Save the resolved config as ``config.yaml``."""
@@ -92,22 +114,19 @@ class RunWriter:
         self._metrics.flush()
         atomic_write(self.dir / "summary.json", json.dumps(summary, indent=2) + "\n")
 
-    def save_weights(self, seed: int, state: dict[str, Any]) -> Path:
-        """Save a seed's trained weights as ``weights/seed-<seed>.pt`` (atomically), for
-        ``zoo.load``, ``zoo embed`` and ``zoo search``."""
-        import torch
+    def save_weights(self, seed: int, state: dict[str, Any], config: dict[str, Any],
+                     metrics: dict[str, float]) -> Path:
+        """Save a seed's trained model as ``weights/seed-<seed>.pt`` (atomically): its
+        weights, with the resolved config, the seed's metrics and the zoo version, for
+        ``zoo.load``, ``zoo predict``, ``zoo embed`` and ``zoo search``. Tensors and plain
+        values only: it loads with ``torch.load(weights_only=True)``."""
+        from zoo import __version__
+        from zoo.checkpoint import cpu_state, save_file
 
         path = self.dir / "weights" / f"seed-{seed}.pt"
-        path.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save({k: v.detach().cpu() for k, v in state.items()}, tmp)
-            os.chmod(tmp, default_file_mode())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        save_file({"format": "zoo-weights", "zoo_version": __version__, "seed": seed,
+                   "config": config, "metrics": metrics, "state_dict": cpu_state(state)},
+                  path)
         return path
 
     def close(self) -> None:
@@ -128,9 +147,11 @@ class RunWriter:
 
 def summarize(config: dict[str, Any], seeds: list[int], per_seed: list[dict[str, float]],
               epoch_ms: list[float], wall_s: float,
-              task: dict[str, Any] | None = None) -> dict[str, Any]:
+              task: dict[str, Any] | None = None,
+              seed_wall_s: list[float] | None = None) -> dict[str, Any]:
     """The ``summary.json`` object: config, seeds, the task (name, monitored metric and
-    its direction), every metric the seeds reported (mean/std/values), timing."""
+    its direction), every metric the seeds reported (mean/std/values), timing (with
+    each seed's wall time)."""
     keys: list[str] = []
     for m in per_seed:
         keys.extend(k for k in m if k not in keys)
@@ -141,56 +162,7 @@ def summarize(config: dict[str, Any], seeds: list[int], per_seed: list[dict[str,
         **({"task": task} if task is not None else {}),
         "metrics": metrics,
         "timing": {"epoch_ms_median": median(epoch_ms) if epoch_ms else 0.0,
-                   "wall_s": round(wall_s, 3)},
+                   "wall_s": round(wall_s, 3),
+                   **({"seed_wall_s": [round(t, 3) for t in seed_wall_s]}
+                      if seed_wall_s is not None else {})},
     }
-
-
-class Progress:
-    """A live progress bar on stderr (a line per seed when stderr is not a terminal)."""
-
-    def __init__(self, enabled: bool = True, monitor: str = "val_accuracy") -> None:
-        self.enabled = enabled
-        self.shown = ("loss", monitor, "best_" + monitor)
-        self._bar = None
-        self._task = None
-        self._phase = None
-        if enabled and sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
-            from rich.progress import Progress as RichProgress
-            from rich.progress import TimeElapsedColumn
-
-            self._bar = RichProgress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-                console=Console(stderr=True), transient=True)
-            self._bar.start()
-
-    def update(self, label: str, phase: str, done: int, total: int,
-               metrics: dict[str, float]) -> None:
-        """Show the state of the current epoch loop."""
-        if self._bar is None:
-            return
-        status = "  ".join(f"{k} {v:.3f}" for k, v in metrics.items()
-                           if k in self.shown)
-        desc = f"{label} {phase}"
-        if self._task is None or self._phase != desc:
-            if self._task is not None:
-                self._bar.remove_task(self._task)
-            self._task = self._bar.add_task(desc, total=total, status="")
-            self._phase = desc
-        self._bar.update(self._task, completed=done, total=total, status=status)
-
-    def line(self, text: str) -> None:
-        """Print a line above the bar (or to stderr)."""
-        if not self.enabled:
-            return
-        if self._bar is not None:
-            self._bar.console.print(text, highlight=False)
-        else:
-            print(text, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None

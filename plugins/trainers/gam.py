@@ -228,7 +228,9 @@ class GAM:
         baseline: dict[str, float] = {}
         agreement_accuracy = float("nan")
         iteration = 0
+        best_weights: dict[str, torch.Tensor] | None = None
         for iteration in range(self.max_iterations + 1):
+            ctx.engine.set_round(iteration, self.max_iterations + 1)
             started = time.perf_counter()
             agr_acc = None
             if iteration > 0:
@@ -250,6 +252,7 @@ class GAM:
             # The first of equally good iterations, as the reference keeps it.
             if better(metrics, best, task.monitor, task.mode):
                 best = {**metrics, "iteration": float(iteration)}
+                best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
             num_labeled = int(labeled.sum())
             added, self.self_label_accuracy = 0, float("nan")
             if 0 < iteration < self.max_iterations:
@@ -265,7 +268,10 @@ class GAM:
                 "seconds": round(time.perf_counter() - started, 3)})
             if iteration > 0 and added == 0:
                 break
-        assert best is not None
+        assert best is not None and best_weights is not None and model is not None
+        # The model the run keeps (and saves) is the best iteration's, whose metrics it
+        # reports, not the last one's.
+        model.load_state_dict(best_weights)
         report = [k for k in task.report if k in baseline]
         return {
             **{k: v for k, v in best.items() if k != "iteration"},

@@ -55,7 +55,14 @@ def test_run_writes_config_metrics_and_summary(tmp_path):
     records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
     assert [(r["seed"], r["epoch"]) for r in records] == [(s, e) for s in (0, 1) for e in range(4)]
     summary = json.loads((out_dir / "summary.json").read_text())
-    assert set(summary) == {"config", "seeds", "task", "metrics", "timing"}
+    assert set(summary) == {"config", "seeds", "task", "metrics", "timing", "provenance",
+                            "curves"}
+    assert summary["curves"] == ["curves.png"] and (out_dir / "curves.png").is_file()
+    origin = summary["provenance"]
+    assert origin["zoo"] and origin["packages"]["torch"] and origin["packages"]["dgl"]
+    assert origin["python"].count(".") == 2 and origin["host"]["cores"] >= 1
+    assert origin["command"].startswith("zoo run gcn_cora trainer.epochs=4")
+    assert origin["source"] is None or len(origin["source"]["commit"]) == 40
     assert summary["task"] == {"name": "node_classification", "monitor": "val_accuracy",
                                "mode": "max", "report": ["test_accuracy", "val_accuracy"]}
     assert summary["seeds"] == [0, 1]
@@ -63,7 +70,8 @@ def test_run_writes_config_metrics_and_summary(tmp_path):
         m = summary["metrics"][key]
         assert set(m) == {"mean", "std", "values"} and len(m["values"]) == 2
         assert all(0.0 <= v <= 1.0 for v in m["values"])
-    assert set(summary["timing"]) == {"epoch_ms_median", "wall_s"}
+    assert set(summary["timing"]) == {"epoch_ms_median", "wall_s", "seed_wall_s"}
+    assert len(summary["timing"]["seed_wall_s"]) == 2
     assert summary["timing"]["epoch_ms_median"] > 0
     assert not list(out_dir.glob(".*.tmp"))
 

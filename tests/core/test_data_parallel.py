@@ -85,8 +85,9 @@ def test_zoo_run_nproc_writes_one_run_folder(tmp_path: Path):
                            "2", "trainer.epochs=4", "--out", str(out), "--quiet"], env=env(),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "metrics.jsonl",
-                                                     "summary.json", "weights"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "curves.png",
+                                                     "metrics.jsonl", "summary.json",
+                                                     "weights"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["processes"] == 2
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

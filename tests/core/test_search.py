@@ -185,7 +185,8 @@ def test_search_by_image_finds_both_duplicates(run: Path, images: Path):
 
 def test_search_by_label_ranks_by_the_heads_class_weights(run: Path, embeddings):
     ids, vectors = embeddings
-    state = torch.load(run / "weights" / "seed-0.pt", map_location="cpu", weights_only=True)
+    saved = torch.load(run / "weights" / "seed-0.pt", map_location="cpu", weights_only=True)
+    state = saved["state_dict"]
     (key,) = [k for k in state if k.endswith("head.weight")]
     row = state[key][["a", "b", "c"].index("b")].double().numpy()
     units = vectors.astype(np.float64) / np.linalg.norm(vectors, axis=1, keepdims=True)
