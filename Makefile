@@ -41,7 +41,7 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check zoo plugins tests benchmarks examples
+	$(BIN)/ruff check zoo plugins tests benchmarks examples scripts
 
 bench: install
 	$(BIN)/python benchmarks/bench_gcn.py
