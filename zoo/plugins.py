@@ -2,8 +2,14 @@
 
 pluggy's ``load_setuptools_entrypoints`` stops at the first plugin that fails to
 import, so the zoo loads entry points itself: a plugin that fails to import, whose
-hook raises (or calls ``sys.exit``), or that clashes with another is skipped with a
-one-line warning and recorded, and the rest of the zoo keeps working.
+hook raises (or calls ``sys.exit``, or is interrupted), or that clashes with another is
+skipped with a one-line warning and recorded, and the rest of the zoo keeps working.
+While plugins load, their stdout goes to stderr (``zoo list --json`` stays JSON).
+
+Loading collects what each plugin offers (:mod:`zoo.hookspec`): components into the
+:class:`Registry`, its run hooks into ``registry.run_hooks``, its configs into
+``manager.configs`` (named by :mod:`zoo.config`) and its commands into
+``manager.commands`` (dispatched by :mod:`zoo.cli`).
 
 Environment:
     ZOO_STRICT_PLUGINS=1   turn any plugin failure into an error.
@@ -12,11 +18,15 @@ Environment:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
+import re
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -25,9 +35,16 @@ from zoo import hookspec
 from zoo.errors import PluginError
 from zoo.registry import BUILTIN_DISTRIBUTION, PluginRegistrar, Registry
 from zoo.schema import suggest
+from zoo.tracking import RUN_HOOKS, PluginHooks
 
 GROUP = "zoo.plugins"
 HOOKS = tuple(name for name in dir(hookspec) if name.startswith("zoo_"))
+# The hooks called while a plugin loads; if one raises, nothing of the plugin is kept.
+LOAD_HOOKS = ("zoo_register", "zoo_configs", "zoo_register_commands")
+# What a plugin may raise at import or in a hook without taking the zoo down: a plugin
+# that calls sys.exit, or whose import a stray KeyboardInterrupt ends, fails alone.
+PLUGIN_ERRORS = (Exception, SystemExit, KeyboardInterrupt)
+COMMAND_NAME = re.compile(r"[a-z][a-z0-9_-]*\Z")
 
 
 @dataclass
@@ -43,9 +60,61 @@ class PluginInfo:
     components: list[str] = field(default_factory=list)
     error: str | None = None
     refused: list[str] = field(default_factory=list)  # components not offered, and why
+    replaces: list[str] = field(default_factory=list)  # what its override=True replaced
+    configs: list[str] = field(default_factory=list)  # names of the configs it ships
+    commands: list[str] = field(default_factory=list)  # the CLI commands it adds
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ShippedConfig:
+    """A config file a plugin ships (``zoo_configs``); :mod:`zoo.config` names it."""
+
+    plugin: str
+    distribution: str
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+@dataclass(frozen=True)
+class PluginCommand:
+    """A ``zoo`` subcommand a plugin adds (``zoo_register_commands``)."""
+
+    name: str
+    plugin: str
+    distribution: str
+    parser: Callable[[], Any]  # returns the command's parser, which names its handler
+    help: str = ""
+
+
+class CommandRegistrar:
+    """What a plugin's ``zoo_register_commands`` hook receives: ``add`` checks and
+    buffers each command, so a plugin whose hook raises adds none."""
+
+    def __init__(self, plugin: str, distribution: str) -> None:
+        self.plugin, self.distribution = plugin, distribution
+        self.pending: list[PluginCommand] = []
+        self.refused: list[str] = []
+
+    def add(self, name: str, parser: Callable[[], Any], help: str = "") -> None:
+        """Add the command ``zoo NAME``: ``parser()`` returns its :class:`zoo.cli.Parser`,
+        which names the handler with ``set_defaults(func=handler)``; ``help`` is the
+        line ``zoo --help`` shows."""
+        if not isinstance(name, str) or not COMMAND_NAME.match(name):
+            self.refused.append(f"adds the command {name!r}; a command name is lowercase "
+                                "letters, digits, '-' and '_', starting with a letter")
+        elif not callable(parser):
+            self.refused.append(f"adds the command '{name}' with a parser that is not a "
+                                "function; pass a function returning a zoo.cli.Parser")
+        else:
+            lines = str(help or "").strip().splitlines()
+            self.pending.append(PluginCommand(name, self.plugin, self.distribution, parser,
+                                              lines[0] if lines else ""))
 
 
 def _flag(name: str) -> bool:
@@ -73,6 +142,8 @@ class PluginManager:
         self.pm = pluggy.PluginManager(hookspec.PROJECT)
         self.pm.add_hookspecs(hookspec)
         self.plugins: list[PluginInfo] = []
+        self.configs: list[ShippedConfig] = []
+        self.commands: dict[str, PluginCommand] = {}
 
     def load_entry_points(self, entry_points: list[metadata.EntryPoint] | None = None,
                           *, strict: bool | None = None,
@@ -82,18 +153,33 @@ class PluginManager:
         allowed = _allowlist() if allow is False else allow
         if entry_points is None:
             entry_points = list(metadata.entry_points(group=GROUP))
-        seen: set[str] = set()
+        with contextlib.redirect_stdout(sys.stderr):
+            self._load_all(entry_points, strict, allowed)
+        return self.plugins
+
+    def _load_all(self, entry_points: list[metadata.EntryPoint], strict: bool,
+                  allowed: set[str] | None) -> None:
+        taken: dict[str, PluginInfo] = {}
 
         def order(ep: metadata.EntryPoint) -> tuple[bool, str]:
             return (_dist_name(ep) != BUILTIN_DISTRIBUTION, ep.name)
 
         for ep in sorted(entry_points, key=order):
-            if ep.name in seen:  # the same distribution seen twice on sys.path
-                continue
-            seen.add(ep.name)
             dist, version = _dist_name(ep), _dist_version(ep)
+            first = taken.get(ep.name)
+            if first is not None and first.distribution == dist:
+                continue  # the same distribution seen twice on sys.path
             info = PluginInfo(ep.name, ep.value, dist, version, dist == BUILTIN_DISTRIBUTION)
             self.plugins.append(info)
+            if first is not None:  # its name would make plugin:name ambiguous
+                owner = "the built-in plugin" if first.builtin else "plugin"
+                self._fail(info, f"is not loaded: its entry-point name '{ep.name}' is taken "
+                           f"by {owner} '{first.name}' ({first.distribution} {first.version}"
+                           f"); rename the entry point in the [project.entry-points."
+                           f"\"zoo.plugins\"] table of {dist or 'its'} pyproject.toml",
+                           strict, None, status="skipped")
+                continue
+            taken[ep.name] = info
             if not info.builtin and allowed is not None and ep.name not in allowed:
                 info.status = "skipped"
                 info.error = "not in ZOO_PLUGINS"
@@ -108,7 +194,6 @@ class PluginManager:
                 if strict:
                     raise PluginError(f"{text} (ZOO_STRICT_PLUGINS is set)")
                 self._warn(text)
-        return self.plugins
 
     def load_module(self, module: Any, name: str, *, distribution: str = "",
                     version: str = "", strict: bool = True) -> PluginInfo:
@@ -116,31 +201,42 @@ class PluginManager:
         info = PluginInfo(name, getattr(module, "__name__", name), distribution, version,
                           builtin=False)
         self.plugins.append(info)
-        self._register(module, info, strict)
+        with contextlib.redirect_stdout(sys.stderr):
+            self._register(module, info, strict)
         return info
 
     def _load_one(self, ep: metadata.EntryPoint, info: PluginInfo, strict: bool) -> None:
         try:
             module = ep.load()
-        except (Exception, SystemExit) as e:  # a plugin must not take the host down
+        except PLUGIN_ERRORS as e:  # a plugin must not take the host down
             self._fail(info, f"failed to import: {_describe(e)}", strict, e)
             return
         self._register(module, info, strict)
 
+    def _impls(self, hook: str, module: Any) -> list[Any]:
+        """``module``'s implementations of ``hook`` (pluggy HookImpls)."""
+        return [i for i in getattr(self.pm.hook, hook).get_hookimpls() if i.plugin is module]
+
     def _register(self, module: Any, info: PluginInfo, strict: bool) -> None:
         try:
             self.pm.register(module, name=info.name)
-        except (Exception, SystemExit) as e:
+        except PLUGIN_ERRORS as e:
             self._fail(info, f"is not a valid zoo plugin: {_describe(e)}", strict, e)
             return
         registrar = PluginRegistrar(info.name, info.distribution, info.version)
-        impls = [i for i in self.pm.hook.zoo_register.get_hookimpls() if i.plugin is module]
+        commands = CommandRegistrar(info.name, info.distribution)
+        shipped: list[Any] = []  # what each zoo_configs returned
+        given = {"registry": registrar, "commands": commands}
+        hook = ""
         try:
-            for impl in impls:
-                impl.function(registry=registrar)
-        except (Exception, SystemExit) as e:
+            for hook in LOAD_HOOKS:
+                for impl in self._impls(hook, module):
+                    result = impl.function(**{name: given[name] for name in impl.argnames})
+                    if hook == "zoo_configs":
+                        shipped.append(result)
+        except PLUGIN_ERRORS as e:
             self.pm.unregister(module)
-            self._fail(info, f"raised in zoo_register: {_describe(e)}", strict, e)
+            self._fail(info, f"raised in {hook}: {_describe(e)}", strict, e)
             return
         hook_problems = misspelled_hooks(module)
         for problem in hook_problems:
@@ -153,6 +249,7 @@ class PluginManager:
             else f"{c.kind}:{c.qualified_name}" for c in added]
         for c in added:
             if c.overrides and self.registry.find_exact(c.kind, c.name) is c:
+                info.replaces.append(f"{c.kind}:{c.name} of {c.overrides}")
                 self._warn(f"plugin '{info.name}' replaces {c.kind} '{c.name}' of "
                            f"{c.overrides} (override=True); the replaced one stays "
                            f"reachable as '{c.candidates[0].qualified_name}'")
@@ -161,10 +258,50 @@ class PluginManager:
             self._fail(info, f"{problem}; it is not offered", strict, None, status="loaded")
         for clash in clashes:
             self._fail(info, clash, strict, None, status="loaded")
-        if not registrar.pending and not registrar.refused and not hook_problems:
+        for problem in [*self._add_configs(info, shipped), *self._add_commands(info, commands)]:
+            self._fail(info, problem, strict, None, status="loaded")
+        run_hooks = {hook: (impl.function, tuple(impl.argnames))
+                     for hook in RUN_HOOKS for impl in self._impls(hook, module)}
+        if run_hooks:
+            self.registry.run_hooks.append(PluginHooks(info.name, run_hooks))
+        other_hooks = any(self._impls(hook, module) for hook in HOOKS if hook != "zoo_register")
+        if not (registrar.pending or registrar.refused or hook_problems or other_hooks):
             self._fail(info, "registers no components; its zoo_register hook (decorated "
                        "with @zoo.hookimpl) must call registry.add(kind, name, factory)",
                        strict, None, status="loaded")
+
+    def _add_configs(self, info: PluginInfo, shipped: list[Any]) -> list[str]:
+        """Offer the configs a plugin's ``zoo_configs`` returned; what was wrong."""
+        files, problems = config_files(shipped)
+        for path in files:
+            if path.stem in info.configs:
+                problems.append(f"ships two configs named '{path.stem}'; only the first is "
+                                "offered (rename one)")
+            elif ":" in path.stem:
+                problems.append(f"ships the config '{path.name}'; a config name cannot hold "
+                                "':' (it is for plugin:name), rename the file")
+            else:
+                info.configs.append(path.stem)
+                self.configs.append(ShippedConfig(info.name, info.distribution, path))
+        return problems
+
+    def _add_commands(self, info: PluginInfo, commands: CommandRegistrar) -> list[str]:
+        """Offer the commands a plugin added, unless the name is taken; what was wrong."""
+        from zoo.cli import COMMANDS  # the zoo's own commands, which nobody replaces
+
+        problems = [f"{problem}; it is not offered" for problem in commands.refused]
+        for command in commands.pending:
+            other = self.commands.get(command.name)
+            if command.name in COMMANDS or other is not None:
+                owner = "a built-in zoo command" if other is None else (
+                    f"a command of plugin '{other.plugin}'")
+                problems.append(f"adds the command '{command.name}', which is {owner}; it "
+                                "cannot be replaced, so this one is not offered (choose "
+                                "another name)")
+            else:
+                self.commands[command.name] = command
+                info.commands.append(command.name)
+        return problems
 
     def _fail(self, info: PluginInfo, message: str, strict: bool, exc: BaseException | None,
               status: str = "failed") -> None:
@@ -185,23 +322,49 @@ class PluginManager:
 
 def misspelled_hooks(module: Any) -> list[str]:
     """Hooks a plugin module meant to define but the zoo will never call: a function
-    marked ``@zoo.hookimpl`` under a name that is no zoo hook (``zoo_registr``), or a
-    zoo hook's name without the marker."""
+    marked ``@zoo.hookimpl`` under a name that is no zoo hook (``zoo_registr``), any
+    other function named ``zoo_*`` that is no hook (the prefix is the hooks'; as pytest
+    does with ``pytest_*``), or a zoo hook's name without the marker."""
     problems = []
     for name, value in vars(module).items():
         if not inspect.isfunction(value) or getattr(value, "__module__", None) != module.__name__:
             continue
         marked = hasattr(value, hookspec.PROJECT + "_impl")
-        if marked and name not in HOOKS:
-            problems.append(f"defines hook '{name}', which is not a zoo hook"
-                            f"{suggest(name, HOOKS)}; zoo hooks are {', '.join(HOOKS)}")
+        if name not in HOOKS and (marked or name.startswith("zoo_")):
+            problems.append(f"defines {'hook ' if marked else ''}'{name}', which is not a zoo "
+                            f"hook{suggest(name, HOOKS)}; zoo hooks are {', '.join(HOOKS)}"
+                            f"{'' if marked else ' (the zoo_ prefix is for hooks)'}")
         elif not marked and name in HOOKS:
             problems.append(f"defines {name} without @zoo.hookimpl, so the zoo never calls it; "
                             "decorate it")
-        elif not marked and name.startswith("zoo_") and suggest(name, HOOKS):
-            problems.append(f"defines '{name}'{suggest(name, HOOKS)}; a hook needs the name "
-                            "of a zoo hook and @zoo.hookimpl")
     return problems
+
+
+def config_files(shipped: list[Any]) -> tuple[list[Path], list[str]]:
+    """The YAML files that ``zoo_configs`` hooks returned (each a folder, a file, or a list
+    of either), and a problem line for each thing returned that is neither."""
+    items: list[Any] = []
+    for value in shipped:
+        items += list(value) if isinstance(value, (list, tuple)) else [value]
+    files, problems = [], []
+    for item in items:
+        if item is None:
+            continue
+        if not isinstance(item, (str, os.PathLike)) and not hasattr(item, "iterdir"):
+            problems.append(f"zoo_configs returned {item!r}, which is not a path; return a "
+                            "folder of .yaml files, a .yaml file, or a list of them")
+            continue
+        # importlib.resources paths of an installed package are file-system paths.
+        path = Path(os.fspath(item) if isinstance(item, (str, os.PathLike)) else str(item))
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix == ".yaml" and p.is_file())
+        elif path.is_file() and path.suffix == ".yaml":
+            files.append(path)
+        else:
+            what = "not a .yaml file or a folder" if path.exists() else "missing"
+            problems.append(f"zoo_configs returned '{item}', which is {what}; its configs "
+                            "are not offered")
+    return files, problems
 
 
 def _dist_name(ep: metadata.EntryPoint) -> str:

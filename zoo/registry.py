@@ -112,6 +112,9 @@ class Registry:
 
     def __init__(self) -> None:
         self._components: dict[tuple[str, str], Component] = {}
+        # The run hooks of the plugins that registered here (zoo.tracking.PluginHooks):
+        # an experiment built from this registry calls them as it runs.
+        self.run_hooks: list[Any] = []
 
     # -- registration -------------------------------------------------------------
     def add_component(self, comp: Component, *, override: bool = False) -> None:

@@ -117,6 +117,10 @@ def sbm(*, num_nodes: Annotated[int, Ge(2)] = 10_000,
                "avg_degree": src.size / n, "class_means": torch.from_numpy(means)})
 
 
+# What zoo.testing's conformance check builds it with: small, offline, instant.
+sbm.sample_config = {"num_nodes": 200, "val_size": 50, "test_size": 50}
+
+
 @zoo.hookimpl
 def zoo_register(registry: Any) -> None:
     """Register the ``sbm`` dataset."""

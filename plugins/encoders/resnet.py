@@ -118,6 +118,10 @@ class ResNet(nn.Module):
             every block begins as the identity (Goyal et al. 2017).
     """
 
+    # One input row is an image (C, H, W), not a feature vector: what zoo.testing's
+    # conformance check feeds it (in_dim is the channel count).
+    sample_input_shape = (3, 16, 16)
+
     def __init__(self, in_dim: int, out_dim: int | None, *, depth: Literal[18, 34, 50] = 18,
                  width: Units = 64, stem: Literal["auto", "imagenet", "small"] = "auto",
                  stages: Annotated[int, Ge(1), Le(4)] = 4,

@@ -76,8 +76,10 @@ class GraphDistance(nn.Module):
 
     def forward(self, inp: zoo.RegularizerInput) -> torch.Tensor:
         """``multiplier`` times the weighted mean edge distance of ``inp.graph``."""
-        samples, neighbors, weight = neighbor_edges(inp.graph, self.max_neighbors)
         sample_out, neighbor_out = self.outputs(inp)
+        if inp.graph is None:  # a batch source without a regularization graph (items)
+            return sample_out.sum() * 0.0
+        samples, neighbors, weight = neighbor_edges(inp.graph, self.max_neighbors)
         if samples.numel() == 0:
             return sample_out.sum() * 0.0  # keeps the graph connected for backward
         d = pairwise_distance(sample_out[samples], neighbor_out[neighbors], self.distance)

@@ -63,6 +63,8 @@ class MessagePassingRegularizer(GraphDistance):
         """``multiplier`` times the weighted-degree average of the node readouts."""
         sample_out, neighbor_out = self.outputs(inp)
         graph = inp.graph
+        if graph is None:  # a batch source without a regularization graph (items)
+            return sample_out.sum() * 0.0
         if self.max_neighbors is not None or graph.edata.get("weight") is None:
             samples, neighbors, weight = neighbor_edges(graph, self.max_neighbors)
             graph = dgl.graph((samples, neighbors), num_nodes=graph.num_nodes())

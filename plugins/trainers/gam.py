@@ -78,9 +78,16 @@ class GAM:
         warm_start_agreement: continue from the previous agreement model.
         agreement: the agreement model and how it trains (encoder, aggregation,
             optimizer, pairs, ...).
+        threads: unused, kept so that the configs of earlier runs still load; CPU
+            threads are the top-level ``threads`` setting.
     """
 
     renamed_params = RENAMED
+    # A quick run for zoo.testing's conformance check: two iterations of a few steps.
+    sample_config = {"steps": 10, "patience": None, "max_iterations": 1,
+                     "num_samples_to_label": 10,
+                     "agreement": {"steps": 10, "eval_every": 5, "batch_size": 16}}
+    sample_experiment = {"regularizers": [{"name": "agreement"}]}
 
     def __init__(self, *, steps: Annotated[int, Ge(1)] = 2000,
                  patience: Annotated[int, Ge(1)] | None = 500,

@@ -318,3 +318,23 @@ def zoo_register(registry):
     registry.add("dataset", "tiny_breaker", tiny)
     registry.add("node_model", "tuple_model", TupleModel)
 '''
+
+
+def plugin_site(tmp_path: Path, monkeypatch, prefix: str):
+    """A folder on sys.path for throw-away distributions, loaded by the default manager
+    (as the CLI loads them); their modules (named ``prefix...``) and the manager are
+    forgotten afterwards. A generator for a fixture to ``yield from``."""
+    import sys
+
+    from zoo.plugins import reset_default_manager
+
+    root = tmp_path / "site"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.delenv("ZOO_PLUGINS", raising=False)
+    monkeypatch.delenv("ZOO_STRICT_PLUGINS", raising=False)
+    reset_default_manager()
+    yield root
+    reset_default_manager()
+    for name in [m for m in sys.modules if m.startswith(prefix)]:
+        del sys.modules[name]
