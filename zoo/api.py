@@ -17,7 +17,7 @@ import torch
 from zoo.config import LoadedConfig, load_config, validate_config
 from zoo.contracts import GraphData, Metrics, ModelOutput, RunInfo, describe_value
 from zoo.engine import Engine, TrainContext, seed_everything, to_floats
-from zoo.errors import ConfigError, ContractError, ZooError
+from zoo.errors import ConfigError, ContractError, DivergedError, ZooError
 from zoo.model import Classifier
 from zoo.plugins import default_manager
 from zoo.registry import Component, Registry, component_label, component_name
@@ -302,9 +302,11 @@ class Experiment:
             run_state = RunState(writer.dir)
             run_state.data.update(seeds=seed_list, name=self.name,
                                   started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        # Loggers (tracking) get the records of a run that has a folder, in its main process.
-        stream = RecordStream(build_loggers(self.config.get("loggers", []), self.registry)
-                              if writer is not None else [])
+        # Loggers (tracking) and plugins' run hooks get the records of a run that has a
+        # folder, in its main process.
+        stream = (RecordStream(build_loggers(self.config.get("loggers", []), self.registry),
+                               hooks=self.registry.run_hooks)
+                  if writer is not None else RecordStream([]))
 
         def log(record: dict[str, Any]) -> None:
             assert writer is not None
@@ -392,6 +394,13 @@ class Experiment:
                 if run_state is not None:
                     run_state.remove()
             stream.end(summary, "finished")
+        except DivergedError:
+            # Resuming would diverge again at the same epoch: keep the records, not the
+            # checkpoints (the folder is a failed run, not an interrupted one).
+            if run_state is not None:
+                run_state.remove()
+            stream.end(None, "failed")
+            raise
         except KeyboardInterrupt:
             stream.end(None, "interrupted")
             raise

@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
+import re
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,8 +64,20 @@ def save_file(obj: Any, path: Path) -> None:
 def load_file(path: Path) -> Any:
     """A file :func:`save_file` wrote, loaded weights-only (no code runs), on the CPU."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling refusals, truncation, a directory, ...
+        with warnings.catch_warnings():  # torch's note on a foreign pickle protocol
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's text advises weights_only=False, i.e. running the file's code: never.
+        asked = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if asked:
+            raise DataError(f"refusing to load '{path}': it asks for {asked.group(1)}, which "
+                            "a zoo checkpoint never needs, so it was tampered with; delete "
+                            "it (nothing in it was run)") from None
+        raise DataError(f"cannot load '{path}': it is damaged or holds more than tensors, so "
+                        "it is not a zoo checkpoint; delete it (nothing in it was run)"
+                        ) from None
+    except Exception as e:  # truncation, a directory, ...
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"cannot load '{path}': {first[:300]}; the file is damaged or not "
                         "a zoo checkpoint") from None

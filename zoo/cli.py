@@ -1,23 +1,29 @@
-"""The ``zoo`` command line: run, validate, list, show, plugins, graph build, embed, search.
+"""The ``zoo`` command line: run, validate, list, show, plugins, configs, graph build, embed,
+search, and the commands plugins add (``zoo_register_commands``, :mod:`zoo.hookspec`).
 
 Overrides (``KEY=VALUE``) may stand anywhere after the command. Exit codes: 0 success,
 2 config or usage error (one line on stderr, after the command's usage for a malformed
-command line; no traceback), 1 runtime failure.
+command line; no traceback), 1 runtime failure (a diverged run too), 130 a run stopped by
+Ctrl-C and 143 one stopped by SIGTERM (records flushed, resumable with ``--resume``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 os.environ.setdefault("DGLBACKEND", "pytorch")
 
-from zoo.errors import ConfigError, UsageError, ZooError  # noqa: E402
+from zoo.errors import ConfigError, PluginError, UsageError, ZooError  # noqa: E402
 from zoo.schema import suggest  # noqa: E402
 
 
@@ -118,16 +124,11 @@ def _search_parser() -> Parser:
     return p
 
 
-def _partition_parser() -> Parser:
-    p = Parser(prog="zoo partition", description="Split a config's graph into DistDGL "
-               "partitions (DGL's partition_graph) for distributed training; train on them "
-               "with `python -m zoo_plugins.distributed.launch` (see docs/distdgl.md).")
-    _config_args(p)
-    p.add_argument("--parts", type=int, required=True, help="number of partitions")
-    p.add_argument("--out", type=Path, required=True, help="folder (absent or empty)")
-    p.add_argument("--method", choices=("metis", "random"), default="metis",
-                   help="METIS (few edges cut) or random (default metis)")
-    p.add_argument("--name", help="graph name (default: from the config's name)")
+def _configs_parser() -> Parser:
+    p = Parser(prog="zoo configs", description="Every config `zoo run NAME` finds: bundled "
+               "ones and those plugins ship (as plugin:name where a name is taken), with "
+               "the first line of each one's header.")
+    p.add_argument("--json", action="store_true")
     return p
 
 
@@ -140,7 +141,7 @@ COMMANDS = {
     "graph": (_graph_parser, "graph tools: zoo graph build CONFIG --out FILE"),
     "embed": (_embed_parser, "write a run's item embeddings and ids"),
     "search": (_search_parser, "nearest items to an image, an id or a label"),
-    "partition": (_partition_parser, "split a graph into DistDGL partitions"),
+    "configs": (_configs_parser, "list the configs `zoo run NAME` finds, with their origin"),
     # Commands in their own module: "module:function" returns the command's parser
     # (a zoo.cli.Parser), which names its handler with set_defaults(func=handler);
     # the module is imported only when its command runs.
@@ -150,6 +151,7 @@ COMMANDS = {
     "compare": ("zoo.compare:parser", "runs side by side: config differences, metrics"),
     "report": ("zoo.report:parser", "one self-contained HTML page for runs"),
     "export": ("zoo.export:parser", "write a standalone training script for a config"),
+    "new-plugin": ("zoo.scaffold:parser", "scaffold a plugin package"),
 }
 
 
@@ -161,11 +163,41 @@ def _resolve(ref: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
+def _plugin_commands() -> dict[str, Any]:
+    """The commands plugins add (zoo.plugins.PluginCommand by name), loading plugins."""
+    from zoo.plugins import default_manager
+
+    return default_manager().commands
+
+
+def _plugin_parser(command: Any) -> argparse.ArgumentParser:
+    """A plugin command's parser, from its factory; a factory that fails is the plugin's
+    error, reported like a plugin that fails to load."""
+    who = f"command '{command.name}' of plugin '{command.plugin}'"
+    try:
+        parser = command.parser()
+    except Exception as e:
+        raise PluginError(f"{who} failed to build its parser: {type(e).__name__}: {e}; "
+                          "report it to the plugin's authors") from e
+    if not isinstance(parser, argparse.ArgumentParser):
+        raise PluginError(f"{who} built {type(parser).__name__!r}, not a parser; its parser "
+                          "function must return a zoo.cli.Parser")
+    return parser
+
+
 def _top_help() -> str:
     lines = ["usage: zoo COMMAND [ARGS]", "",
              "A plugin-based model zoo for GNNs and neural structured learning.", "",
              "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    try:
+        added = _plugin_commands()
+    except ZooError as e:  # ZOO_STRICT_PLUGINS and a broken plugin: help still helps
+        lines += ["", f"commands added by plugins: not listed ({e})"]
+    else:
+        if added:
+            lines += ["", "commands added by plugins:"]
+            lines += [f"  {c.name:<10} {c.help} (plugin '{c.plugin}')" for c in added.values()]
     lines += ["", "`zoo COMMAND --help` describes a command."]
     return "\n".join(lines)
 
@@ -182,27 +214,48 @@ def main(argv: list[str] | None = None) -> int:
         print(f"zoo {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
-    if command not in COMMANDS:
-        print("usage: zoo COMMAND [ARGS]", file=sys.stderr)
-        print(f"zoo: error: unknown command '{command}'{suggest(command, COMMANDS)}; commands "
-              f"are {', '.join(COMMANDS)}", file=sys.stderr)
-        return 2
+    plugin_command = None
+    if command not in COMMANDS:  # a plugin's command, perhaps: load the plugins
+        try:
+            added = _plugin_commands()
+            plugin_command = added.get(command)
+        except ZooError as e:
+            print(f"zoo: error: {e}", file=sys.stderr)
+            return e.exit_code
+        if plugin_command is None:
+            known = [*COMMANDS, *added]
+            print("usage: zoo COMMAND [ARGS]", file=sys.stderr)
+            print(f"zoo: error: unknown command '{command}'{suggest(command, known)}; "
+                  f"commands are {', '.join(known)}", file=sys.stderr)
+            return 2
     if command == "graph":
         if not rest or rest[0] != "build":
             print("usage: zoo graph build CONFIG [KEY=VALUE ...] --out FILE", file=sys.stderr)
             print("zoo: error: the graph command has one subcommand, build", file=sys.stderr)
             return 2
         rest = rest[1:]
-    make_parser = COMMANDS[command][0]
-    parser = _resolve(make_parser)() if isinstance(make_parser, str) else make_parser()
+    try:
+        if plugin_command is not None:
+            parser = _plugin_parser(plugin_command)
+        else:
+            make_parser = COMMANDS[command][0]
+            parser = _resolve(make_parser)() if isinstance(make_parser, str) else make_parser()
+    except ZooError as e:
+        print(f"zoo: error: {e}", file=sys.stderr)
+        return e.exit_code
     try:
         args = parser.parse_intermixed_args(rest)
         if "config" in vars(args) and args.config is None and not getattr(args, "resume",
                                                                             None):
             raise UsageError("give a config: a YAML file or the name of a bundled config "
                              "(e.g. gcn_cora)")
-        # A module's parser names its handler with ``set_defaults(func=...)``.
-        handler = getattr(args, "func", None) or globals()[f"cmd_{command}"]
+        # A module's or a plugin's parser names its handler with ``set_defaults(func=...)``.
+        handler = getattr(args, "func", None) or (
+            globals()[f"cmd_{command}"] if plugin_command is None else None)
+        if handler is None:
+            raise PluginError(f"command '{command}' of plugin '{plugin_command.plugin}' "
+                              "names no handler; its parser must call "
+                              "set_defaults(func=HANDLER)")
         return int(handler(args) or 0)
     except UsageError as e:
         parser.print_usage(sys.stderr)
@@ -211,9 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     except ZooError as e:
         print(f"zoo: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print("zoo: interrupted", file=sys.stderr)
-        return 130
+        return interrupted_code(stop)
     except BrokenPipeError:  # `zoo list | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -234,11 +287,22 @@ def launch_processes(args: argparse.Namespace, exp: Any, out: Path) -> int:
     env = dict(os.environ)
     # The cores shared out between the processes (torchrun would give each one thread).
     env.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // args.nproc)))
-    return subprocess.run(command, env=env).returncode
+    child = subprocess.Popen(command, env=env)
+    # SIGTERM goes on to torchrun, which stops its ranks with it; the default action
+    # would end this process alone and leave them training.
+    with forward_sigterm(child) as forwarded:
+        try:
+            code = child.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached torchrun and its ranks: they stop and
+            child.wait()           # the main one says so
+            return EXIT_INTERRUPTED
+    # torchrun ends with 1 when a signal stopped it; the run's code is SIGTERM's.
+    return EXIT_TERMINATED if forwarded else code
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     import zoo.api
+    from zoo.run import check_new_run_dir, default_run_dir, remove_if_empty
     from zoo.runtime import launched_world_size
 
     if args.nproc is not None:
@@ -251,25 +315,98 @@ def cmd_run(args: argparse.Namespace) -> int:
     exp = zoo.api.build(args.config, args.overrides)
     if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds must be a whole number >= 1, got {args.seeds}")
-    out = args.out or zoo.api.default_out(exp.name)
-    if args.nproc is not None and args.nproc > 1:
-        return launch_processes(args, exp, out)
-    if exp.runtime.distributed:
-        return run_rank(args, exp, out)
+    # Only the main process writes the run (the other ranks of torchrun only name it).
+    main_process = exp.runtime.is_main
+    if args.out is not None and main_process:
+        check_new_run_dir(args.out)  # now, not after the data has loaded
+    # The default folder is made now, atomically: runs started in the same second get
+    # their own; it goes again if the run fails before writing anything into it.
+    reserved = None if args.out is not None else default_run_dir(exp.name,
+                                                                 create=main_process)
+    out = args.out or reserved
     try:
-        summary = exp.fit(seeds=args.seeds, out=out, progress=not args.quiet)
-    except KeyboardInterrupt:
-        return interrupted(out)
+        if args.nproc is not None and args.nproc > 1:
+            return launch_processes(args, exp, out)
+        if exp.runtime.distributed:
+            return run_rank(args, exp, out)
+        try:
+            with sigterm_stops_run():
+                summary = exp.fit(seeds=args.seeds, out=out, progress=not args.quiet)
+        except KeyboardInterrupt as stop:
+            return interrupted(out, stop)
+    finally:
+        if reserved is not None and main_process:
+            remove_if_empty(reserved)
     print_summary(summary, out)
     return 0
 
 
-def interrupted(out: Path) -> int:
-    """Ctrl-C during a run: say how to go on, if the run left a checkpoint (exit 130)."""
+# Exit codes of a stopped run: 128 + the signal's number, the shell's convention (what
+# `timeout`, container runtimes and schedulers expect of a process that SIGINT or
+# SIGTERM stopped), though the run ends by returning, with its records flushed.
+EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + 2, 128 + 15
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM while ``zoo run`` trains: the run stops the way Ctrl-C stops it."""
+
+
+def interrupted_code(stop: BaseException | None) -> int:
+    """The exit code of a run that ``stop`` ended: 143 for SIGTERM, 130 for Ctrl-C."""
+    return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
+
+
+@contextlib.contextmanager
+def sigterm_stops_run() -> Iterator[None]:
+    """While the block runs, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt),
+    so that the run stops as Ctrl-C stops it: records flushed, checkpoint kept, loggers
+    told 'interrupted'. The handler before is restored after the block."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        # Once: a second SIGTERM (torchrun forwards the one its process group got), or
+        # one arriving while Ctrl-C's clean-up runs, must not cut the clean-up short.
+        if not stopping and not isinstance(sys.exc_info()[1], KeyboardInterrupt):
+            stopping.append(signum)
+            raise Terminated()
+
+    stopping: list[int] = []
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def forward_sigterm(child: Any) -> Iterator[list[int]]:
+    """While the block runs, SIGTERM is passed on to the ``child`` process; the list the
+    block gets holds the signals passed on."""
+    forwarded: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield forwarded
+        return
+
+    def forward(signum: int, frame: Any) -> None:
+        forwarded.append(signum)
+        child.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        yield forwarded
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def interrupted(out: Path, stop: BaseException | None = None) -> int:
+    """A run stopped by Ctrl-C or SIGTERM: say how to go on, if the run left a checkpoint
+    (exit code 130, or 143 for SIGTERM)."""
     how = (f"; continue it with `zoo run --resume {out}`"
            if (out / "checkpoints" / "run.json").is_file() else "")
     print(f"zoo: interrupted{how}", file=sys.stderr)
-    return 130
+    return interrupted_code(stop)
 
 
 def resume_run(args: argparse.Namespace) -> int:
@@ -296,9 +433,10 @@ def resume_run(args: argparse.Namespace) -> int:
     exp = zoo.api.build(run / "config.yaml")
     exp.name = str(state.data.get("name") or run.name)
     try:
-        summary = exp.fit(out=run, progress=not args.quiet, resume=True)
-    except KeyboardInterrupt:
-        return interrupted(run)
+        with sigterm_stops_run():
+            summary = exp.fit(out=run, progress=not args.quiet, resume=True)
+    except KeyboardInterrupt as stop:
+        return interrupted(run, stop)
     print_summary(summary, run)
     return 0
 
@@ -311,8 +449,18 @@ def run_rank(args: argparse.Namespace, exp: Any, out: Path) -> NoReturn:
     from zoo.runtime import leave_process_group
 
     try:
-        summary = exp.fit(seeds=args.seeds, out=out, progress=not args.quiet)
-        exp.runtime.barrier()
+        with sigterm_stops_run():
+            summary = exp.fit(seeds=args.seeds, out=out, progress=not args.quiet)
+            exp.runtime.barrier()
+    except KeyboardInterrupt as stop:
+        # Ctrl-C, or SIGTERM (torchrun passes on the one it gets, to every rank): leave
+        # the group and exit at once, as a finished rank does, and leave torchrun's
+        # shutdown to torchrun; only the main process says how to go on.
+        leave_process_group()
+        code = interrupted(out, stop) if exp.runtime.is_main else interrupted_code(stop)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     except BaseException:
         leave_process_group()
         raise
@@ -338,16 +486,17 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
           f"run saved to {out}")
 
 
-def cmd_partition(args: argparse.Namespace) -> int:
-    from zoo_plugins.distributed.partition import partition
+def cmd_configs(args: argparse.Namespace) -> int:
+    from zoo.config import named_configs
 
-    if args.parts < 1:
-        raise UsageError(f"--parts must be a whole number >= 1, got {args.parts}")
-    path = partition(args.config, args.parts, args.out, args.method,
-                     overrides=args.overrides, graph_name=args.name)
-    print(f"{args.parts} partition(s) written; partition config {path}")
-    print(f"train: python -m zoo_plugins.distributed.launch --part-config {path} "
-          f"--num-trainers {args.parts}")
+    configs = named_configs()
+    if args.json:
+        print(json.dumps([c.to_dict() for c in configs], indent=2))
+        return 0
+    width = max((len(c.name) for c in configs), default=4)
+    origin = max((len(c.origin) for c in configs), default=7)
+    for c in configs:
+        print(f"{c.name:<{width}}  {c.origin:<{origin}}  {c.description}")
     return 0
 
 
@@ -441,8 +590,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         return 0
     for p in plugins:
         where = "built-in" if p.builtin else f"{p.distribution} {p.version}".strip()
-        comps = ", ".join(p.components) or "-"
-        print(f"{p.name:<16} {p.status:<8} {where:<20} {comps}")
+        offers = [*p.components, *(f"command:{c}" for c in p.commands),
+                  *(f"config:{c}" for c in p.configs)]
+        print(f"{p.name:<16} {p.status:<8} {where:<20} {', '.join(offers) or '-'}")
+        if p.replaces:
+            print(f"{'':<16} replaces: {', '.join(p.replaces)} (override=True)")
         if p.error:
             print(f"{'':<16} error: {p.error}")
     return 0

@@ -6,7 +6,8 @@ source and runs :func:`training_step` (forward, task loss, regularizers, backwar
 optimizer) on each, and :meth:`Engine.fit` runs epochs with timing, early stopping on
 the task's monitored metric, the best weights kept and restored, records and progress.
 Losses stay on the device as tensors during an epoch: the host reads them once per
-epoch, not once per step.
+epoch, not once per step, and that read is where a NaN or infinite loss stops the run
+(:class:`zoo.errors.DivergedError`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 from zoo.checkpoint import SeedCheckpoints, cpu_state, rng_state, set_rng_state
 from zoo.contracts import Batch, BatchSource, Metrics, ModelOutput, RegularizerInput, Task
 from zoo.contracts import describe_value
-from zoo.errors import ContractError
+from zoo.errors import ContractError, DivergedError
 from zoo.model import Classifier
 from zoo.registry import component_label, component_name
 from zoo.runtime import Runtime
@@ -174,7 +175,8 @@ class Engine:
             monitor: str = "val_accuracy", mode: str = "max",
             tie_break: str | None = "val_loss", phase: str = "train",
             record: dict[str, Any] | None = None, eval_every: int = 1,
-            resumable: Resumable | None = None) -> FitResult:
+            resumable: Resumable | None = None,
+            optimizer_path: str | None = None) -> FitResult:
         """Train ``model`` for up to ``epochs`` epochs and restore its best weights.
 
         ``train_step(epoch)`` runs one epoch and returns its losses (floats or tensors);
@@ -185,6 +187,10 @@ class Engine:
         weights ``model`` holds after. ``resumable`` holds the rest of the loop's state
         (optimizer, batch position) for the engine's checkpoints: without it, a loop
         interrupted mid-way starts again from its first epoch on resume.
+
+        A training loss that is NaN or infinite stops the loop with a
+        :class:`zoo.errors.DivergedError`, whose message names ``optimizer_path`` (the
+        config section of the loop's optimizer, e.g. ``trainer.optimizer``) when given.
         """
         index, checkpoints = self._fits, self.checkpoints
         self._fits += 1
@@ -222,12 +228,17 @@ class Engine:
             self.epoch_ms.append(ms)
             result.epochs_run = epoch + 1
             if (epoch + 1) % eval_every and epoch != epochs - 1:
-                self.log({"phase": phase, **(record or {}), "epoch": epoch,
-                          **self.reduce(to_floats(losses)), "epoch_ms": round(ms, 3)})
+                read = self.reduce(to_floats(losses))
+                self._check_finite(read, losses, phase, record, epoch, ms, optimizer_path)
+                self.log({"phase": phase, **(record or {}), "epoch": epoch, **read,
+                          "epoch_ms": round(ms, 3)})
                 continue
             eval_start = time.perf_counter()
             evaluated = evaluate()
+            # One read of the losses and the evaluation together (one host sync an epoch);
+            # a model that diverged was evaluated for nothing, which is cheap next to it.
             metrics = self.reduce(to_floats({**losses, **evaluated}))
+            self._check_finite(metrics, losses, phase, record, epoch, ms, optimizer_path)
             result.eval_seconds += time.perf_counter() - eval_start
             result.eval_keys = tuple(evaluated)
             result.history.append(metrics)
@@ -258,6 +269,25 @@ class Engine:
                 "result": dataclasses.asdict(result), "model": cpu_state(model.state_dict()),
                 "records": self.records, "rng": rng_state()})
         return result
+
+    def _check_finite(self, metrics: Metrics, losses: Mapping[str, Any], phase: str,
+                      record: dict[str, Any] | None, epoch: int, ms: float,
+                      optimizer_path: str | None) -> None:
+        """A DivergedError when a training loss of this epoch is NaN or infinite: the
+        epoch's losses are recorded (not its evaluation of a broken model) and the run
+        stops, rather than train on and report the metrics of garbage weights."""
+        bad = [k for k in losses if not math.isfinite(metrics[k])]
+        if not bad:
+            return
+        self.log({"phase": phase, **(record or {}), "epoch": epoch,
+                  **{k: metrics[k] for k in losses}, "epoch_ms": round(ms, 3)})
+        seed = self.context.get("seed")
+        where = f"seed {seed}, epoch {epoch}" if seed is not None else f"epoch {epoch}"
+        lower = f"{optimizer_path}.lr" if optimizer_path else "its optimizer's learning rate"
+        raise DivergedError(
+            f"training diverged at {where} of phase '{phase}' ({bad[0]} is "
+            f"{metrics[bad[0]]}); lower {lower} (or the regularizers' multipliers) and "
+            "check the inputs for NaN or huge values")
 
     def _replay(self, model: torch.nn.Module, saved: dict[str, Any]) -> FitResult:
         """A loop that finished before the run was interrupted: its result, weights,
@@ -517,4 +547,5 @@ class TrainContext:
                                evaluate=lambda: self._evaluate(model, source), epochs=epochs,
                                patience=patience, monitor=task.monitor, mode=task.mode,
                                tie_break=task.tie_break, phase=phase, record=record,
-                               eval_every=eval_every, resumable=loop)
+                               eval_every=eval_every, resumable=loop,
+                               optimizer_path=getattr(optimizer, "path", None) or None)

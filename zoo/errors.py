@@ -35,3 +35,10 @@ class ContractError(ZooError):
 class UsageError(ConfigError):
     """The command line is malformed (an override that is not KEY=VALUE, bad YAML in a
     value); the CLI prints the command's usage with the error (exit code 2)."""
+
+
+class DivergedError(ZooError):
+    """Training diverged: a training loss became NaN or infinite (CLI exit code 1). The
+    message names the phase, seed and epoch; the run keeps the records written before."""
+
+    exit_code = 1

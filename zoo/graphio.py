@@ -8,14 +8,23 @@ keep the largest weight, as in NSL. A TSV file does not record the node count: i
 is ``num_nodes`` when given, else the largest id plus one.
 
 Both writers go through a temporary file in the target folder and ``os.replace``, so
-an interrupted or failed save never leaves a half-written graph behind.
+an interrupted or failed save never leaves a half-written graph behind. Reading a
+``.bin`` file happens in a forked child process: DGL's C++ reader can abort the whole
+process on a damaged file (``std::bad_alloc`` from a corrupt length), and that must end
+the child, not the zoo.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import math
 import os
+import pickle
+import re
+import select
+import signal
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +32,12 @@ import numpy as np
 import torch
 
 from zoo.errors import ConfigError, DataError
+from zoo.safe_yaml import excerpt
 
 FORMATS = (".bin", ".tsv")
+INT64_MAX = 2**63 - 1
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+READ_TIMEOUT_S = 600.0  # reading a .bin file in the child; DGL reads GBs in less
 
 
 def check_format(path: Path) -> str:
@@ -96,30 +109,25 @@ def load_graph(path: str | Path, num_nodes: int | None = None) -> Any:
         raise DataError(f"graph file '{path}' not found; build one with "
                         "`zoo graph build CONFIG --out FILE`")
     if fmt == ".bin":
-        try:
-            graphs, _ = dgl.load_graphs(str(path))
-        except Exception as e:  # DGL raises its own DGLError or plain RuntimeErrors
-            raise DataError(f"graph file '{path}' is not a readable DGL graph file ({e}); "
-                            "rebuild it with `zoo graph build`") from None
-        if len(graphs) != 1:
-            raise DataError(f"graph file '{path}' holds {len(graphs)} graphs; expected one")
-        graph = graphs[0]
-        if num_nodes is not None and graph.num_nodes() != num_nodes:
-            raise DataError(f"graph file '{path}' has {graph.num_nodes()} nodes but the "
+        count, nodes, src, dst, weight = _read_bin_isolated(path)
+        if count != 1:
+            raise DataError(f"graph file '{path}' holds {count} graphs; expected one")
+        if num_nodes is not None and nodes != num_nodes:
+            raise DataError(f"graph file '{path}' has {nodes} nodes but the "
                             f"dataset has {num_nodes}; build the graph for this dataset")
-        src, dst, weight = _edges(graph)
         if len(src) == 0:
             raise DataError(f"graph file '{path}' has no edges; rebuild it")
-        _check_weights(weight.numpy(), path)
-        result = dgl.graph((src, dst), num_nodes=graph.num_nodes())
-        result.edata["weight"] = weight
+        if min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= nodes:
+            raise DataError(f"graph file '{path}' is damaged: its edges name nodes outside "
+                            f"0..{nodes - 1}; rebuild it with `zoo graph build`")
+        if len(weight) != len(src):
+            raise DataError(f"graph file '{path}' is damaged: it has {len(src)} edges but "
+                            f"{len(weight)} weights; rebuild it with `zoo graph build`")
+        _check_weights(weight, path)
+        result = dgl.graph((torch.from_numpy(src), torch.from_numpy(dst)), num_nodes=nodes)
+        result.edata["weight"] = torch.from_numpy(weight)
         return result
-    src, dst, weight, lines = _read_tsv(path)
-    if num_nodes is not None and len(src) and max(src.max(), dst.max()) >= num_nodes:
-        bad = int(np.flatnonzero(np.maximum(src, dst) >= num_nodes)[0])
-        raise DataError(f"{path}, line {lines[bad]}: node id "
-                        f"{max(src[bad], dst[bad])} is not below the dataset's {num_nodes} "
-                        "nodes; build the graph for this dataset")
+    src, dst, weight, lines = _read_tsv(path, num_nodes)
     n = num_nodes if num_nodes is not None else (int(max(src.max(), dst.max())) + 1
                                                  if len(src) else 0)
     # Duplicate edges keep their largest weight, as NSL's read_tsv_graph does.
@@ -132,14 +140,85 @@ def load_graph(path: str | Path, num_nodes: int | None = None) -> Any:
     return graph
 
 
-def _read_tsv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Edges of a TSV file and the 1-based line each came from; blank lines skipped."""
+def _read_bin(path: Path) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
+    """Graph count, and the first graph's node count, edges and float32 weights."""
+    import dgl
+
+    try:
+        graphs, _ = dgl.load_graphs(str(path))
+    except Exception as e:  # DGL's own DGLError (with a C++ stack) or plain RuntimeErrors
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = re.sub(r"^\[[\d:]+\] \S+: ", "", first)  # DGL's "[time] file.cc:128: "
+        raise DataError(f"graph file '{path}' is not a readable DGL graph file "
+                        f"({first[:120]}); rebuild it with `zoo graph build`") from None
+    if len(graphs) != 1:
+        return len(graphs), 0, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    src, dst, weight = _edges(graphs[0])
+    return (1, graphs[0].num_nodes(), src.numpy().astype(np.int64),
+            dst.numpy().astype(np.int64), weight.numpy())
+
+
+def _read_bin_isolated(path: Path) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_read_bin` in a forked child (see the module docstring); its result or
+    its DataError comes back through a pipe (pickled by this same program)."""
+    if not hasattr(os, "fork"):
+        return _read_bin(path)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: read, answer, and leave without running any cleanup
+        try:
+            os.close(read_end)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # DGL's abort message
+            faulthandler.disable()  # and Python's report of it (pytest enables one)
+            try:
+                answer: tuple = ("graph", _read_bin(path))
+            except DataError as e:
+                answer = ("error", str(e))
+            with os.fdopen(write_end, "wb") as pipe:
+                pickle.dump(answer, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    chunks, complete = [], False
+    deadline = time.monotonic() + READ_TIMEOUT_S
+    try:
+        while not complete and time.monotonic() < deadline:
+            if select.select([read_end], [], [], 1.0)[0]:
+                chunks.append(os.read(read_end, 1 << 20))
+                complete = not chunks[-1]  # the child closed its end: done, or crashed
+    finally:
+        os.close(read_end)
+        os.kill(pid, signal.SIGKILL)  # finished, crashed, stuck or interrupted: gone
+        os.waitpid(pid, 0)
+    if not complete:
+        raise DataError(f"graph file '{path}': DGL's reader took over {READ_TIMEOUT_S:.0f} s "
+                        "on it; rebuild it with `zoo graph build`")
+    try:
+        kind, value = pickle.loads(b"".join(chunks))
+    except Exception:  # nothing, or part of an answer: the reader crashed
+        raise DataError(f"graph file '{path}' is not a readable DGL graph file (DGL's reader "
+                        "crashed on it); rebuild it with `zoo graph build`") from None
+    if kind == "error":
+        raise DataError(value)
+    return value
+
+
+def _read_tsv(path: Path, num_nodes: int | None = None,
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Edges of a TSV file and the 1-based line each came from; blank lines skipped.
+    Node ids must be below ``num_nodes`` when given (else fit in int64)."""
     src: list[int] = []
     dst: list[int] = []
     weight: list[float] = []
     lines: list[int] = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    limit = INT64_MAX if num_nodes is None else num_nodes - 1
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"{path}, line {number}: not UTF-8 text; a graph file is "
+                                "'src<TAB>dst<TAB>weight' lines") from None
             text = line.rstrip("\r\n")
             if not text.strip():
                 continue
@@ -152,12 +231,18 @@ def _read_tsv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
                 w = float(fields[2]) if len(fields) == 3 else 1.0
             except ValueError:
                 raise DataError(f"{path}, line {number}: node ids must be integers and the "
-                                f"weight a number, got {text!r}") from None
+                                f"weight a number, got {excerpt(text)!r}") from None
             if s < 0 or d < 0:
-                raise DataError(f"{path}, line {number}: node ids must be >= 0, got {text!r}")
-            if not math.isfinite(w) or w < 0:
-                raise DataError(f"{path}, line {number}: edge weight {fields[2]!r} must be "
-                                "finite and non-negative")
+                raise DataError(f"{path}, line {number}: node ids must be >= 0, got "
+                                f"{excerpt(text)!r}")
+            if max(s, d) > limit:
+                what = (f"is not below the dataset's {num_nodes} nodes; build the graph for "
+                        "this dataset" if num_nodes is not None else "is too large")
+                raise DataError(f"{path}, line {number}: node id {excerpt(max(s, d), 24)} "
+                                f"{what}")
+            if not math.isfinite(w) or not 0 <= w <= FLOAT32_MAX:  # weights are float32
+                raise DataError(f"{path}, line {number}: edge weight {excerpt(fields[2])!r} "
+                                "must be finite and non-negative")
             src.append(s)
             dst.append(d)
             weight.append(w)

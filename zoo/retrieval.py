@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
+from zoo.checkpoint import load_file
 from zoo.errors import ConfigError, DataError, ZooError
 
 if TYPE_CHECKING:
@@ -126,13 +126,12 @@ def load(run_dir: str | Path, seed: int | None = None, *, registry: Any = None) 
     exp = build(run / "config.yaml", registry=registry)
     exp.name = run.name
     model = exp.build_model()
+    state = load_file(saved[seed])  # weights-only: a tampered file is refused, not run
+    if isinstance(state, dict) and state.get("format") == "zoo-weights":
+        state = state["state_dict"]  # with its config, metrics and zoo version
     try:
-        state = torch.load(saved[seed], map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and state.get("format") == "zoo-weights":
-            state = state["state_dict"]  # with its config, metrics and zoo version
         model.load_state_dict(state)
-    except (RuntimeError, OSError, EOFError, ValueError, AttributeError,
-            pickle.UnpicklingError) as e:
+    except (RuntimeError, ValueError, AttributeError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"cannot load '{saved[seed]}': {first}; the file is damaged or "
                         "does not match the run's config") from None

@@ -4,6 +4,7 @@ that a failure never leaves a half-written file."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -40,15 +41,93 @@ def atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def default_run_dir(config_name: str, root: Path = Path("runs")) -> Path:
-    """``runs/<config-name>-<timestamp>``, never an existing folder."""
+def default_run_dir(config_name: str, root: Path = Path("runs"), *,
+                    create: bool = True) -> Path:
+    """``runs/<config-name>-<timestamp>``, created here, empty (``create=False``: only
+    the name, for a process that will not write the run).
+
+    The folder is made with an exclusive ``mkdir``, the next suffix (``-2``, ``-3``...)
+    taken when it exists: runs started in the same second, in several processes, each
+    get their own folder; checking for the name first and creating it later would let
+    two of them pick the same one.
+    """
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    candidate = root / f"{config_name}-{stamp}"
-    n = 2
-    while candidate.exists():
-        candidate = root / f"{config_name}-{stamp}-{n}"
-        n += 1
-    return candidate
+    if not create:
+        return root / f"{config_name}-{stamp}"
+    candidate, n = root / f"{config_name}-{stamp}", 1
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                candidate.mkdir()
+                return candidate
+            except FileExistsError:
+                n += 1
+                candidate = root / f"{config_name}-{stamp}-{n}"
+    except OSError as e:
+        raise ConfigError(f"cannot create a run folder in '{root}' ({e.strerror or e}); "
+                          "run from a folder you can write, or give --out") from None
+
+
+def remove_if_empty(folder: Path) -> None:
+    """Remove ``folder`` if it is empty (a reserved run folder a failed run left unused)."""
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def _own_output() -> set[tuple[int, int]]:
+    """The files this process's stdout and stderr write to, as ``(device, inode)``."""
+    ids = set()
+    for fd in (1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        ids.add((st.st_dev, st.st_ino))
+    return ids
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    st = path.lstat()
+    return st.st_dev, st.st_ino
+
+
+def check_new_run_dir(folder: Path) -> None:
+    """A ConfigError unless a new run may write ``folder``: it is absent or an empty
+    folder, not under a file, and holds no earlier run. A folder of the user's own
+    files is refused (the run would overwrite its ``config.yaml`` and mix its files
+    with theirs); the log this command's output is redirected into may be there
+    (``zoo run ... --out x > x/run.log``)."""
+    folder = Path(folder)
+    try:
+        _check_new_run_dir(folder)
+    except OSError as e:  # a folder on the way that cannot be read (permissions)
+        raise ConfigError(f"cannot use '{folder}' as the output folder ({e.strerror or e}); "
+                          "choose a folder you can write for --out") from None
+
+
+def _check_new_run_dir(folder: Path) -> None:
+    finished = (folder / "summary.json").exists()
+    if finished or (folder / "metrics.jsonl").exists():
+        resumable = (folder / "checkpoints" / "run.json").is_file()
+        hint = (f"continue it with `zoo run --resume {folder}`, " if resumable and
+                not finished else "")
+        raise ConfigError(f"output folder '{folder}' already holds a run; {hint}choose "
+                          "another --out or remove it")
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"output path '{folder}' is a file; choose a folder for --out")
+    above = next((p for p in folder.parents if p.exists() or p.is_symlink()), None)
+    if above is not None and not above.is_dir():
+        raise ConfigError(f"output path '{folder}' is under '{above}', which is not a "
+                          "folder; choose a folder for --out")
+    if folder.is_dir():
+        own = _own_output()
+        theirs = sorted(p.name for p in folder.iterdir() if _file_id(p) not in own)
+        if theirs:
+            shown = ", ".join(theirs[:3]) + (f" and {len(theirs) - 3} more"
+                                             if len(theirs) > 3 else "")
+            raise ConfigError(f"output folder '{folder}' is not empty and holds no zoo run "
+                              f"(it has {shown}); choose a new or empty folder for --out")
 
 
 def stats(values: list[float]) -> dict[str, Any]:
@@ -68,25 +147,27 @@ class RunWriter:
 
     def __init__(self, out_dir: Path, resume: bool = False) -> None:
         self.dir = Path(out_dir)
-        resumable = (self.dir / "checkpoints" / "run.json").is_file()
-        finished = (self.dir / "summary.json").exists()
-        if resume and (finished or not resumable):
+        if not resume:
+            check_new_run_dir(self.dir)
+        elif (finished := (self.dir / "summary.json").exists()) or not (
+                self.dir / "checkpoints" / "run.json").is_file():
             why = ("it finished (it has summary.json)" if finished else
                    "it holds no interrupted run (no checkpoints/run.json)")
             raise ConfigError(f"cannot resume '{self.dir}': {why}; give the folder of an "
                               "interrupted `zoo run`")
-        if not resume and (finished or (self.dir / "metrics.jsonl").exists()):
-            hint = (f"continue it with `zoo run --resume {self.dir}`, " if resumable and
-                    not finished else "")
-            raise ConfigError(f"output folder '{self.dir}' already holds a run; {hint}choose "
-                              "another --out or remove it")
-        if self.dir.exists() and not self.dir.is_dir():
-            raise ConfigError(f"output path '{self.dir}' is a file; choose a folder for --out")
         self._created = [] if resume else [p for p in (self.dir, *self.dir.parents)
                                            if not p.exists()]
-        self.dir.mkdir(parents=True, exist_ok=True)
-        # Line-buffered: a killed run keeps every record written before it died.
-        self._metrics = open(self.dir / "metrics.jsonl", "a", encoding="utf-8", buffering=1)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            # Line-buffered: every record reaches the file (the OS) as it is logged, once
+            # an epoch at least, so a killed run (even SIGKILL) loses none it logged.
+            self._metrics = open(self.dir / "metrics.jsonl", "a", encoding="utf-8",
+                                 buffering=1)
+        except OSError as e:
+            self._remove_created()
+            raise ConfigError(f"cannot write the run folder '{self.dir}' "
+                              f"({e.strerror or e}); choose a folder you can write for "
+                              "--out") from None
         self.records = 0
 
     def keep_records(self, count: int) -> None:
@@ -138,6 +219,9 @@ class RunWriter:
         self.close()
         for name in ("metrics.jsonl", "config.yaml"):
             (self.dir / name).unlink(missing_ok=True)
+        self._remove_created()
+
+    def _remove_created(self) -> None:
         for folder in self._created:  # the run folder first, then parents it had to make
             try:
                 folder.rmdir()

@@ -27,7 +27,9 @@ from typing import Any, Literal, Union
 
 from zoo.errors import ConfigError
 from zoo.introspect import REQUIRED, Param, dataclass_params
+from zoo.safe_yaml import excerpt
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -299,9 +301,14 @@ def coerce(value: Any, tp: Any, path: str, check_section: Any = None,
             return value
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if not INT64_MIN <= value <= INT64_MAX:  # torch, numpy and DGL take int64
+                raise ConfigError(f"{path}: {_show(value)} is out of range; a whole number "
+                                  "here must fit in 64 bits")
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+                value = math.copysign(math.inf, value)  # float() would overflow
             if not math.isfinite(value):
                 raise ConfigError(f"{path}: expected a finite number, got {value}")
             return float(value)
@@ -337,7 +344,8 @@ def coerce_fields(value: Any, params: Mapping[str, Param], path: str, check_sect
                 raise ConfigError(f"{path}.{key} has moved: write {target} instead")
             hint = suggest(str(key), params) or (
                 f"; {what} takes {', '.join(params) or 'no parameters'}")
-            raise ConfigError(f"{path}.{key}: unknown key for {what}{hint}")
+            # A stranger's key, on one line and short.
+            raise ConfigError(f"{path}.{excerpt(key, 40)}: unknown key for {what}{hint}")
         p = params[key]
         out[key] = coerce(item, p.type, f"{path}.{key}", check_section, p.default)
     for p in params.values():
@@ -390,8 +398,9 @@ def materialize(value: Any, tp: Any, make_spec: Callable[[str, dict, str], Any],
 
 
 def _show(value: Any) -> str:
+    """A value for an error message: its kind and at most a short excerpt of it."""
     if isinstance(value, str):
-        return f"the string {value!r}"
+        return f"the string {excerpt(repr(value))}"
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if value is None:
@@ -400,4 +409,6 @@ def _show(value: Any) -> str:
         return "a list"
     if isinstance(value, Mapping):
         return "a mapping"
-    return f"{type(value).__name__} {value!r}"
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        return f"an integer of {value.bit_length()} bits"
+    return f"{type(value).__name__} {excerpt(repr(value))}"

@@ -44,13 +44,14 @@ import hashlib
 import http.client
 import logging
 import os
+import stat
 import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 from zoo.errors import DataError
 
@@ -60,8 +61,12 @@ DATA_DIR_ENV = "ZOO_DATA_DIR"
 MIRROR_ENV = "ZOO_DATA_MIRROR"
 DEFAULT_TIMEOUT_S = 30.0
 SUMS_FILENAME = "SHA256SUMS"
+# No dataset file the zoo fetches comes near this; a source that sends more (a mirror
+# file linked to /dev/zero, an endless HTTP body) is refused before it fills the disk.
+MAX_BYTES = 1 << 30
 
 _CHUNK = 1 << 20
+_SUMS_MAX_BYTES = 1 << 20
 _TEMP_SUFFIX = ".part"
 # A temporary file this old cannot belong to a live download (those finish or time
 # out long before), so it is the leftover of a killed process and safe to delete.
@@ -133,6 +138,7 @@ def fetch(
     group: str,
     base_url: str,
     timeout: float = DEFAULT_TIMEOUT_S,
+    max_bytes: int | None = None,
 ) -> Path:
     """Return the path of a verified cached copy of ``filename``, fetching it if needed.
 
@@ -144,6 +150,7 @@ def fetch(
             and of a mirror laid out with one sub-folder per family.
         base_url: Canonical base address, used when ``ZOO_DATA_MIRROR`` is unset.
         timeout: Seconds to wait on the network before giving up on a download.
+        max_bytes: The most bytes the file may have (default :data:`MAX_BYTES`).
 
     Raises:
         DataError: The file cannot be fetched, fails its checksum, or cannot be cached.
@@ -157,6 +164,9 @@ def fetch(
 
     folder = cache_root() / group
     target = folder / filename
+    if target.is_dir():
+        raise DataError(f"the data cache entry {target} is a folder, not a file; remove it "
+                        f"so that {filename} can be fetched")
     if target.is_file():
         try:
             actual = sha256_of(target)
@@ -181,7 +191,7 @@ def fetch(
             f"set {DATA_DIR_ENV} to a writable folder"
         ) from None
     _sweep_stale_temps(folder, filename)
-    _download_verified(filename, expected, source, target, timeout)
+    _download_verified(filename, expected, source, target, timeout, max_bytes or MAX_BYTES)
     return target
 
 
@@ -212,14 +222,16 @@ def _advice(source: str) -> str:
     )
 
 
-def _open_source(filename: str, source: str, timeout: float) -> BinaryIO:
-    """Open ``filename`` at ``source`` for reading; DataError if that is impossible."""
+def _open_source(filename: str, source: str, timeout: float,
+                 max_bytes: int = MAX_BYTES) -> BinaryIO:
+    """Open ``filename`` at ``source`` for reading; DataError if that is impossible, if
+    a local file is not a regular file, or if the source announces over ``max_bytes``."""
     if is_url(source):
         url = source.rstrip("/") + "/" + urllib.parse.quote(filename)
         request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
         # is_url() admitted only http(s), so urlopen cannot be steered to file:// here.
         try:
-            return urllib.request.urlopen(request, timeout=timeout)
+            response = urllib.request.urlopen(request, timeout=timeout)
         except urllib.error.HTTPError as err:
             err.close()
             reason = f"HTTP {err.code} {err.reason}"
@@ -227,6 +239,12 @@ def _open_source(filename: str, source: str, timeout: float) -> BinaryIO:
             reason = str(err.reason)
         except (TimeoutError, OSError) as err:
             reason = str(err) or type(err).__name__
+        else:
+            length = response.headers.get("Content-Length", "")
+            if length.isdigit() and int(length) > max_bytes:
+                response.close()
+                _too_large(filename, source, max_bytes)
+            return response
         raise DataError(
             f"could not download {url}: {reason}; check your connection, or point "
             f"{MIRROR_ENV} at a folder holding the files"
@@ -239,16 +257,36 @@ def _open_source(filename: str, source: str, timeout: float) -> BinaryIO:
         )
     path = folder / filename
     try:
-        return open(path, "rb")
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as err:
         raise DataError(
             f"cannot read {filename} from {_describe(source)}: {err.strerror or err}; "
             f"put the file there or unset {MIRROR_ENV} to download from the canonical address"
         ) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise DataError(
+            f"{filename} in {_describe(source)} is not a regular file (a folder, device, "
+            f"FIFO or socket); {_advice(source)}"
+        )
+    if info.st_size > max_bytes:
+        os.close(fd)
+        _too_large(filename, source, max_bytes)
+    return os.fdopen(fd, "rb")
+
+
+def _too_large(filename: str, source: str, max_bytes: int) -> NoReturn:
+    raise DataError(
+        f"{filename} from {_describe(source)} is larger than {max_bytes:,} bytes, more than "
+        f"any dataset file it could be; {_advice(source)}"
+    )
 
 
 def _download_verified(
-    filename: str, expected: str, source: str, target: Path, timeout: float
+    filename: str, expected: str, source: str, target: Path, timeout: float,
+    max_bytes: int = MAX_BYTES,
 ) -> None:
     """Copy ``filename`` from ``source`` to ``target`` through a verified temp file."""
     try:
@@ -263,7 +301,9 @@ def _download_verified(
     temp = Path(temp_name)
     try:
         digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, _open_source(filename, source, timeout) as src:
+        size = 0
+        with os.fdopen(fd, "wb") as out, _open_source(filename, source, timeout,
+                                                      max_bytes) as src:
             while True:
                 try:
                     chunk = src.read(_CHUNK)
@@ -275,6 +315,9 @@ def _download_verified(
                     ) from None
                 if not chunk:
                     break
+                size += len(chunk)
+                if size > max_bytes:  # a source that grows, or never ends
+                    _too_large(filename, source, max_bytes)
                 digest.update(chunk)
                 try:
                     out.write(chunk)
@@ -319,8 +362,8 @@ def _hash_from_sums(filename: str, source: str, timeout: float) -> str:
     """Look up ``filename`` in the source's SHA256SUMS (memoized per source)."""
     if source not in _sums_memo:
         try:
-            with _open_source(SUMS_FILENAME, source, timeout) as handle:
-                text = handle.read().decode("utf-8", errors="replace")
+            with _open_source(SUMS_FILENAME, source, timeout, _SUMS_MAX_BYTES) as handle:
+                text = handle.read(_SUMS_MAX_BYTES).decode("utf-8", errors="replace")
         except DataError:
             raise DataError(
                 f"{filename} has no pinned checksum and {_describe(source)} offers no "

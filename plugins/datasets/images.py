@@ -53,6 +53,7 @@ from __future__ import annotations
 import functools
 import gzip
 import logging
+import math
 import os
 import zlib
 from pathlib import Path
@@ -119,6 +120,10 @@ def digits(*, val_fraction: SplitFraction = 0.1, test_fraction: SplitFraction = 
                     val_fraction=val_fraction, test_fraction=test_fraction,
                     labeled_fraction=labeled_fraction, fine_labels=fine_labels,
                     split_seed=split_seed)
+
+
+# zoo.testing's conformance check may build it as is: scikit-learn ships the images.
+digits.sample_config = {}
 
 
 def mnist(*, part: Literal["test", "train"] = "test", limit: Side | None = None,
@@ -245,23 +250,29 @@ def read_idx(path: Path, *, magic: int, ndim: int) -> np.ndarray:
     """Parse a gzip-compressed IDX file of uint8 values (magic 2051: images, 2049: labels).
 
     The header is the big-endian uint32 magic, then one uint32 per dimension; the
-    payload must hold exactly their product of bytes.
+    payload must hold exactly their product of bytes. No more than that is decompressed
+    (a small gzip file can unpack to gigabytes).
     """
+    header = 4 * (1 + ndim)
     try:
         with gzip.open(path, "rb") as handle:
-            raw = handle.read()
+            head = handle.read(header)
+            if len(head) < header:
+                _bad_idx(path, "is shorter than its IDX header")
+            found, *dims = (int(v) for v in np.frombuffer(head, dtype=">u4"))
+            if found != magic:
+                _bad_idx(path, f"has the IDX magic number {found}, not {magic}")
+            size = math.prod(dims)
+            if size > fetch_mod.MAX_BYTES:
+                _bad_idx(path, f"has a header ({'x'.join(map(str, dims))}) that promises "
+                               f"more than {fetch_mod.MAX_BYTES:,} values")
+            payload = handle.read(size + 1)
     except (OSError, EOFError, zlib.error) as err:
-        _bad_idx(path, f"is not a readable gzip file ({err})")
-    header = 4 * (1 + ndim)
-    if len(raw) < header:
-        _bad_idx(path, "is shorter than its IDX header")
-    found, *dims = (int(v) for v in np.frombuffer(raw[:header], dtype=">u4"))
-    if found != magic:
-        _bad_idx(path, f"has the IDX magic number {found}, not {magic}")
-    if len(raw) - header != int(np.prod(dims)):
-        _bad_idx(path, f"holds {len(raw) - header} values where its header "
-                       f"{'x'.join(map(str, dims))} promises {int(np.prod(dims))}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
+        _bad_idx(path, f"is not a readable gzip file ({str(err)[:80]})")
+    if len(payload) != size:
+        _bad_idx(path, f"holds {'more' if len(payload) > size else len(payload)} values "
+                       f"where its header {'x'.join(map(str, dims))} promises {size}")
+    return np.frombuffer(payload, dtype=np.uint8).reshape(dims).copy()
 
 
 def _bad_idx(path: Path, problem: str) -> NoReturn:

@@ -157,7 +157,10 @@ def parse_raw(paths: Mapping[str, Path]) -> ParsedPlanetoid:
     for part in ("x", "tx", "allx"):
         if not sp.issparse(objs[part]):
             _bad(paths[part], "is not a sparse feature matrix")
-        objs[part] = _fresh_csr(objs[part])
+        try:
+            objs[part] = _fresh_csr(objs[part])
+        except (AttributeError, TypeError, ValueError, IndexError):  # parts missing or wrong
+            _bad(paths[part], "is a damaged sparse feature matrix")
     for part in ("y", "ty", "ally"):
         obj = objs[part]
         if not isinstance(obj, np.ndarray) or obj.ndim != 2:
@@ -182,6 +185,9 @@ def parse_raw(paths: Mapping[str, Path]) -> ParsedPlanetoid:
         _bad(paths["test.index"], "lists a node id twice")
     if len(test_ids) and test_ids.min() < n_known:
         _bad(paths["test.index"], "names ids that overlap allx")
+    # Ids may skip a few (Citeseer's gaps), never most: the arrays below have a row per id.
+    if len(test_ids) and test_ids.max() >= 2 * (n_known + len(test_ids)):
+        _bad(paths["test.index"], "names ids far beyond the graph's rows")
 
     # Node ids: allx rows are ids 0..n_known-1, tx rows are the test ids in file
     # order. Ids up to the largest test id that are not test ids (Citeseer's gaps)
@@ -236,10 +242,14 @@ def _fresh_csr(matrix: Any) -> Any:
     import scipy.sparse as sp
 
     if sp.isspmatrix_csr(matrix):
-        return sp.csr_matrix(
+        fresh = sp.csr_matrix(
             (np.asarray(matrix.data), np.asarray(matrix.indices), np.asarray(matrix.indptr)),
             shape=tuple(int(d) for d in matrix.shape),
         )
+        # scipy checks only the arrays' lengths; an index out of range would make its
+        # C++ products read and write out of bounds (a crash, found by fuzzing).
+        fresh.check_format(full_check=True)
+        return fresh
     return sp.csr_matrix(matrix)
 
 
@@ -247,7 +257,7 @@ def _read_index(path: Path) -> np.ndarray:
     try:
         lines = path.read_text(encoding="ascii").split()
         return np.array([int(tok) for tok in lines], dtype=np.int64)
-    except (OSError, ValueError):
+    except (OSError, ValueError, OverflowError):
         _bad(path, "is not a list of node ids, one a line")
 
 
@@ -270,7 +280,7 @@ def _symmetric_edges(
         pairs = np.array(
             [(int(u), int(v)) for u, nbrs in graph.items() for v in nbrs], dtype=np.int64
         ).reshape(-1, 2)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         _bad(path, "holds adjacency entries that are not node ids")
     if len(pairs) and (pairs.min() < 0 or pairs.max() >= num_nodes):
         _bad(path, f"names node ids outside 0..{num_nodes - 1}")

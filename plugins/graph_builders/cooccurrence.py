@@ -26,6 +26,7 @@ import scipy.sparse as sp
 import zoo
 from zoo.contracts import GraphData
 from zoo.errors import ConfigError, DataError
+from zoo.safe_yaml import excerpt
 from zoo_plugins.graph_builders.common import Combine, finalize_graph, with_common_args
 
 Weighting = Literal["count", "pmi"]
@@ -37,7 +38,11 @@ def read_id_map(path: str, num_nodes: int) -> dict[str, int]:
     if not file.is_file():
         raise ConfigError(f"id_map file '{path}' not found; give 'index' (item ids are node "
                           "indices) or the path of a .json or .tsv mapping")
-    text = file.read_text(encoding="utf-8")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"id_map file '{path}' is not UTF-8 text; it must be a .json or "
+                        ".tsv mapping of item ids to node indices") from None
     pairs: list[tuple[str, object, str]] = []  # (item id, node index, where)
     if file.suffix.lower() == ".json":
         try:
@@ -45,6 +50,9 @@ def read_id_map(path: str, num_nodes: int) -> dict[str, int]:
         except json.JSONDecodeError as e:
             raise DataError(f"id_map file '{path}' is not valid JSON (line {e.lineno}: "
                             f"{e.msg}); it must be an object {{item_id: node_index}}") from None
+        except (ValueError, RecursionError) as e:  # a huge number, or nesting too deep
+            raise DataError(f"id_map file '{path}' cannot be read ({_json_problem(e)}); it "
+                            "must be an object {item_id: node_index}") from None
         if not isinstance(mapping, dict):
             raise DataError(f"id_map file '{path}' must hold a JSON object "
                             "{item_id: node_index}")
@@ -58,17 +66,17 @@ def read_id_map(path: str, num_nodes: int) -> dict[str, int]:
                 raise DataError(f"{path}, line {number}: expected 'item_id<TAB>node_index', "
                                 f"got {len(fields)} field(s)")
             index = fields[1].strip()
-            pairs.append((fields[0].strip(), int(index) if index.isdigit() else index,
-                          f"line {number}"))
+            pairs.append((fields[0].strip(), _whole_number(index), f"line {number}"))
     else:
         raise ConfigError(f"id_map file '{path}' must end in .json or .tsv")
     id_map: dict[str, int] = {}
     for item, index, where in pairs:
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < num_nodes:
-            raise DataError(f"{path}, {where}: node index {index!r} is not a whole number in "
-                            f"[0, {num_nodes}); fix the mapping")
+            raise DataError(f"{path}, {excerpt(where)}: node index {_quote(index)} is not a "
+                            f"whole number in [0, {num_nodes}); fix the mapping")
         if item in id_map:
-            raise DataError(f"{path}, {where}: item id {item!r} is mapped twice; keep one")
+            raise DataError(f"{path}, {excerpt(where)}: item id {_quote(item)} is mapped "
+                            "twice; keep one")
         id_map[item] = index
     return id_map
 
@@ -87,16 +95,24 @@ def read_sessions(path: str, num_nodes: int, id_map: dict[str, int] | None,
     sessions: list[int] = []
     nodes: list[int] = []
     count = 0
-    with file.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    with file.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            where = f"{path}, line {number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"{where}: not UTF-8 text; each line must be a JSON list of "
+                                "item ids such as [3, 17, 42]") from None
             if not line.strip():
                 continue
-            where = f"{path}, line {number}"
             try:
                 items = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataError(f"{where}: not valid JSON ({e.msg}); each line must be a JSON "
                                 "list of item ids such as [3, 17, 42]") from None
+            except (ValueError, RecursionError) as e:  # a huge number, or nesting too deep
+                raise DataError(f"{where}: cannot be read ({_json_problem(e)}); each line "
+                                "must be a JSON list of item ids such as [3, 17, 42]") from None
             if not isinstance(items, list):
                 raise DataError(f"{where}: expected a JSON list of item ids, got "
                                 f"{type(items).__name__}")
@@ -109,18 +125,38 @@ def read_sessions(path: str, num_nodes: int, id_map: dict[str, int] | None,
 
 def _node_of(item: object, where: str, num_nodes: int, id_map: dict[str, int] | None) -> int:
     if isinstance(item, bool) or not isinstance(item, (int, str)):
-        raise DataError(f"{where}: item id {item!r} is neither an integer nor a string")
+        raise DataError(f"{where}: item id {_quote(item)} is neither an integer nor a string")
     if id_map is not None:
         node = id_map.get(str(item))
         if node is None:
-            raise DataError(f"{where}: item id {item!r} is not in the id_map; add it there")
+            raise DataError(f"{where}: item id {_quote(item)} is not in the id_map; add it "
+                            "there")
         return node
-    if isinstance(item, str) and item.isdigit():
-        item = int(item)
+    if isinstance(item, str):
+        item = _whole_number(item)
     if not isinstance(item, int) or not 0 <= item < num_nodes:
-        raise DataError(f"{where}: item id {item!r} is not a node index in [0, {num_nodes}) "
-                        "(id_map is 'index'); give an id_map file that maps item ids to nodes")
+        raise DataError(f"{where}: item id {_quote(item)} is not a node index in [0, "
+                        f"{num_nodes}) (id_map is 'index'); give an id_map file that maps "
+                        "item ids to nodes")
     return item
+
+
+def _whole_number(text: str) -> int | str:
+    """``text`` as an int if it is one (``'42'``), else unchanged."""
+    try:
+        return int(text) if text.isdecimal() else text
+    except ValueError:  # more digits than Python converts
+        return text
+
+
+def _quote(value: object) -> str:
+    """A stranger's id for an error message: its repr, cut short."""
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 64 else "a huge number"
+    return excerpt(text, 40)
+
+
+def _json_problem(e: Exception) -> str:
+    return "nested too deeply" if isinstance(e, RecursionError) else excerpt(e, 80)
 
 
 def cooccurrence_counts(sessions: np.ndarray, nodes: np.ndarray, num_sessions: int,
