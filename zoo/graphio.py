@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import faulthandler
 import math
+import io
 import os
-import pickle
 import re
 import select
 import signal
@@ -160,7 +160,7 @@ def _read_bin(path: Path) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]
 
 def _read_bin_isolated(path: Path) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`_read_bin` in a forked child (see the module docstring); its result or
-    its DataError comes back through a pipe (pickled by this same program)."""
+    its DataError comes back through a pipe as NumPy arrays (no pickle)."""
     if not hasattr(os, "fork"):
         return _read_bin(path)
     read_end, write_end = os.pipe()
@@ -170,12 +170,15 @@ def _read_bin_isolated(path: Path) -> tuple[int, int, np.ndarray, np.ndarray, np
             os.close(read_end)
             os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # DGL's abort message
             faulthandler.disable()  # and Python's report of it (pytest enables one)
+            answer = io.BytesIO()
             try:
-                answer: tuple = ("graph", _read_bin(path))
+                count, nodes, src, dst, weight = _read_bin(path)
+                np.savez(answer, count=np.int64(count), nodes=np.int64(nodes), src=src,
+                         dst=dst, weight=weight)
             except DataError as e:
-                answer = ("error", str(e))
+                np.savez(answer, error=np.frombuffer(str(e).encode("utf-8"), np.uint8))
             with os.fdopen(write_end, "wb") as pipe:
-                pickle.dump(answer, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+                pipe.write(answer.getvalue())
         finally:
             os._exit(0)
     os.close(write_end)
@@ -193,13 +196,20 @@ def _read_bin_isolated(path: Path) -> tuple[int, int, np.ndarray, np.ndarray, np
     if not complete:
         raise DataError(f"graph file '{path}': DGL's reader took over {READ_TIMEOUT_S:.0f} s "
                         "on it; rebuild it with `zoo graph build`")
-    try:
-        kind, value = pickle.loads(b"".join(chunks))
+    try:  # plain arrays, never a pickle: the child read a stranger's file
+        with np.load(io.BytesIO(b"".join(chunks)), allow_pickle=False) as answer:
+            if "error" in answer:
+                message: str | None = answer["error"].tobytes().decode("utf-8", "replace")
+                value = None
+            else:
+                message = None
+                value = (int(answer["count"]), int(answer["nodes"]), answer["src"],
+                         answer["dst"], answer["weight"])
     except Exception:  # nothing, or part of an answer: the reader crashed
         raise DataError(f"graph file '{path}' is not a readable DGL graph file (DGL's reader "
                         "crashed on it); rebuild it with `zoo graph build`") from None
-    if kind == "error":
-        raise DataError(value)
+    if message is not None:
+        raise DataError(message)
     return value
 
 
