@@ -65,17 +65,20 @@ class Progress:
         if not self.enabled:
             return
         now = time.monotonic()
-        fraction = self.fraction(done, total)
-        status = self.status(phase, done, total, metrics, fraction, now)
+        # Build the line only when it is shown (this runs after every epoch).
         if self._live is not None:
             if now - self._last_draw >= 0.1 or done == total:
-                self._live.update(self._text(status))
+                self._live.update(self._text(self._line(phase, done, total, metrics, now)))
                 self._last_draw = now
             return
         if phase != self._phase or now - self._last_line >= self.interval:
             self._phase = phase
             self._last_line = now
-            print(status, file=self.stream, flush=True)
+            print(self._line(phase, done, total, metrics, now), file=self.stream, flush=True)
+
+    def _line(self, phase: str, done: int, total: int, metrics: dict[str, float],
+              now: float) -> str:
+        return self.status(phase, done, total, metrics, self.fraction(done, total), now)
 
     def fraction(self, done: int, total: int) -> float:
         """The share of the whole run done (epochs of the current loop; a trainer's
