@@ -5,8 +5,9 @@ Iteration 0 trains the plain classifier (the baseline). Every later iteration
 1. trains the agreement model g on pairs of labeled nodes (original plus self-labeled),
 2. trains the classifier f with the ``agreement`` regularizer, which g now weights,
 3. self-labels up to ``num_samples_to_label`` of the unlabeled nodes f is most confident
-   about (never validation or test nodes), extending the labeled set both models learn
-   from in the next iteration.
+   about (never validation nodes; test nodes only in the transductive setting,
+   ``inductive: false``, as the reference does), extending the labeled set both models
+   learn from in the next iteration.
 
 It stops when a round labels nothing new or after ``max_iterations``; the reported
 accuracies are those of the iteration with the best validation accuracy (the first of
@@ -76,6 +77,11 @@ class GAM:
         warm_start_classifier: continue from the previous iteration's classifier instead
             of re-initializing it.
         warm_start_agreement: continue from the previous agreement model.
+        inductive: true (the default): self-label only nodes outside the validation and
+            test sets. false: the transductive setting of the reference implementation
+            (its default), where test nodes, whose features and edges the classifier
+            already sees, may be self-labeled as well; their true labels are never read,
+            and validation nodes are never self-labeled.
         agreement: the agreement model and how it trains (encoder, aggregation,
             optimizer, pairs, ...).
         threads: unused, kept so that the configs of earlier runs still load; CPU
@@ -100,7 +106,7 @@ class GAM:
                  num_samples_to_label: Annotated[int, Ge(0)] = 200,
                  min_confidence: Annotated[float, Ge(0), Le(1)] = 0.4,
                  keep_label_proportions: bool = True, warm_start_classifier: bool = False,
-                 warm_start_agreement: bool = False,
+                 warm_start_agreement: bool = False, inductive: bool = True,
                  agreement: AgreementOptions = AgreementOptions(),  # noqa: B008
                  threads: Annotated[int, Ge(1)] | None = None) -> None:
         self.steps, self.patience, self.eval_every = steps, patience, eval_every
@@ -110,6 +116,7 @@ class GAM:
         self.keep_label_proportions = keep_label_proportions
         self.warm_start_classifier = warm_start_classifier
         self.warm_start_agreement = warm_start_agreement
+        self.inductive = inductive
         self.agreement = agreement
         self.agreement_features: torch.Tensor | None = None
         self.timings: dict[str, float] = dict.fromkeys(PHASES, 0.0)
@@ -195,7 +202,9 @@ class GAM:
         data = ctx.data
         model.eval()
         probs = ctx.task.probabilities(ctx.batch_source(self.batches).infer(model))
-        candidates = ~labeled & ~data.val_mask & ~data.test_mask
+        candidates = ~labeled & ~data.val_mask
+        if self.inductive:
+            candidates &= ~data.test_mask
         nodes, new_labels = select_self_labels(probs, candidates, self.num_samples_to_label,
                                                self.min_confidence, quotas)
         labels[nodes] = new_labels

@@ -18,8 +18,9 @@ def select_self_labels(probs: torch.Tensor, candidates: torch.Tensor, num_sample
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """The nodes to self-label and their predicted labels, most confident first.
 
-    Only ``candidates`` (a boolean mask; the caller leaves out labeled, validation and
-    test nodes) whose top class probability is at least ``min_confidence`` qualify.
+    Only ``candidates`` (a boolean mask; the caller leaves out labeled and validation
+    nodes, and test nodes unless the setting is transductive) whose top class
+    probability is at least ``min_confidence`` qualify.
     Without ``quotas`` the ``num_samples`` most confident qualify; with per-class
     ``quotas`` the most confident of each predicted class, up to its quota (classes
     short of candidates add fewer, so the round may add fewer than ``num_samples``).

@@ -66,7 +66,7 @@ class FixedLogits(torch.nn.Module):
         return SimpleNamespace(logits=self.logits)
 
 
-def test_trainer_never_self_labels_validation_or_test_nodes():
+def _self_label_setup(**trainer_options):
     n = 40
     torch.manual_seed(0)
     # Validation and test nodes get the most confident predictions of all.
@@ -83,14 +83,33 @@ def test_trainer_never_self_labels_validation_or_test_nodes():
     whole_graph = SimpleNamespace(infer=lambda model: model(None, data.features))
     ctx = SimpleNamespace(data=data, graph=None, task=NodeClassification(),
                           batch_source=lambda batches: whole_graph)
-    trainer = GAM(num_samples_to_label=30, min_confidence=0.0)
+    trainer = GAM(num_samples_to_label=30, min_confidence=0.0, **trainer_options)
     labeled = train.clone()
-    cur = labels.clone()
+    # What the trainer may see of the labels: none outside the training set.
+    cur = torch.where(train, labels, torch.zeros_like(labels))
     quotas = class_quotas(labels[train], 3, 30)
     added = trainer.self_label(ctx, FixedLogits(logits), cur, labeled, quotas)
+    return logits, train, val, test, labeled, cur, quotas, added
+
+
+def test_trainer_never_self_labels_validation_or_test_nodes():
+    logits, train, val, test, labeled, cur, quotas, added = _self_label_setup()
     assert added > 0
     new = labeled & ~train
     assert not (new & (val | test)).any()
     assert int(new.sum()) == added
+    assert torch.equal(cur[new], logits[new].argmax(-1))
+    assert torch.bincount(cur[new], minlength=3).le(quotas).all()
+
+
+def test_transductive_setting_self_labels_test_nodes_never_validation_nodes():
+    # inductive: false, the reference's setting: the test nodes' confident predictions
+    # (the most confident of all here) are taken; validation nodes never are.
+    logits, train, val, test, labeled, cur, quotas, added = _self_label_setup(
+        inductive=False)
+    new = labeled & ~train
+    assert int(new.sum()) == added > 0
+    assert not (new & val).any()
+    assert (new & test).sum() > 0
     assert torch.equal(cur[new], logits[new].argmax(-1))
     assert torch.bincount(cur[new], minlength=3).le(quotas).all()
