@@ -240,9 +240,10 @@ def ddp_rank(spec: dict) -> None:
     with open(os.path.join(spec["folder"], f"rank-{rank}.json"), "w") as f:
         json.dump(result, f)
     # End as `zoo run` ends a rank (see zoo.cli.run_rank): together, without the process
-    # group's C++ teardown, which can abort at exit.
-    torch.distributed.barrier()
-    torch.distributed.destroy_process_group()
+    # group's C++ teardown, which can abort at exit. A world of one joins no group.
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     os._exit(0)
 
 
