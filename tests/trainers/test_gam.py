@@ -235,3 +235,47 @@ def test_gam_mlp_cora_lifts_an_mlp_far_above_its_baseline():
     metrics = {k: v["mean"] for k, v in summary["metrics"].items()}
     assert metrics["baseline_test_accuracy"] < 0.65
     assert metrics["test_accuracy"] >= metrics["baseline_test_accuracy"] + 0.15
+
+
+def test_transductive_run_never_reads_test_labels(tmp_path, monkeypatch):
+    """inductive: false lets the classifier self-label test nodes: with the test labels
+    scrambled, everything the run learns (weights, self-labels, validation accuracy) is
+    the same; only the test accuracy measured against them moves."""
+    import zoo_plugins.trainers.gam as gam_module
+
+    chosen: list[torch.Tensor] = []
+
+    def recording(*args, **kwargs):
+        nodes, new_labels = select_self_labels(*args, **kwargs)
+        chosen.append(nodes)
+        return nodes, new_labels
+
+    select_self_labels = gam_module.select_self_labels
+    monkeypatch.setattr(gam_module, "select_self_labels", recording)
+    data = noisy_sbm(seed=0)
+    labels = data.labels.clone()
+    test = data.test_mask
+    labels[test] = (labels[test] + 1) % data.num_classes
+    scrambled = GraphData(data.graph, data.features, labels, data.train_mask,
+                          data.val_mask, test, data.num_classes, "noisy_sbm")
+    registry = _registry({"plain": data, "scrambled": scrambled})
+    runs = {}
+    for name in ("plain", "scrambled"):
+        config = {"dataset": {"name": name}, "encoder": MLP, "regularizers": [AGREEMENT],
+                  "trainer": {**GAM, "max_iterations": 2, "inductive": False}}
+        runs[name] = _fit(registry, config, seeds=1, out=tmp_path / name)["metrics"]
+    for key in ("val_accuracy", "labeled", "agreement_accuracy", "best_iteration"):
+        assert runs["plain"][key]["values"] == runs["scrambled"][key]["values"], key
+    assert runs["plain"]["labeled"]["mean"] == 15 + 30
+    assert (runs["scrambled"]["test_accuracy"]["mean"] < 0.5
+            < runs["plain"]["test_accuracy"]["mean"])
+    weights = [torch.load(tmp_path / name / "weights" / "seed-0.pt",
+                          weights_only=True)["state_dict"] for name in ("plain", "scrambled")]
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+    records = [json.loads(line) for line in (tmp_path / "plain" / "metrics.jsonl").open()]
+    assert [r["self_labeled"] for r in records if r["phase"] == "gam"] == [0, 30, 0]
+    # Both runs chose the same nodes, test nodes among them, never validation nodes.
+    assert len(chosen) == 2 and torch.equal(chosen[0], chosen[1])
+    assert test[chosen[0]].any() and not data.val_mask[chosen[0]].any()
