@@ -17,7 +17,7 @@ import torch
 from zoo.config import LoadedConfig, load_config, validate_config
 from zoo.contracts import GraphData, Metrics, ModelOutput, RunInfo, describe_value
 from zoo.engine import Engine, TrainContext, seed_everything, to_floats
-from zoo.errors import ConfigError, ContractError, DivergedError, ZooError
+from zoo.errors import ConfigError, ContractError, DivergedError, ZooError, brief
 from zoo.model import Classifier
 from zoo.plugins import default_manager
 from zoo.registry import Component, Registry, component_label, component_name
@@ -146,10 +146,11 @@ class Experiment:
         except ZooError:
             raise
         except (ValueError, TypeError, AssertionError, KeyError) as e:
-            raise ConfigError(f"{label} cannot be built with this config: {e}") from None
+            raise ConfigError(f"{label} cannot be built with this config: "
+                              f"{brief(e)}") from None
         except Exception as e:
             raise ContractError(f"{label} failed while being built: {type(e).__name__}: "
-                                f"{e}") from None
+                                f"{brief(e)}") from None
 
     def check(self) -> None:
         """Construct every component once (the model with probe sizes) and check that

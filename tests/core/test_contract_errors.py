@@ -227,3 +227,27 @@ def test_cli_contract_error_leaves_no_run_so_the_same_out_works_after_the_fix(tm
     fixed = run_breaker(tmp_path, "model.name=gcn")
     assert fixed.returncode == 0, fixed.stderr
     assert (tmp_path / "run" / "summary.json").is_file()
+
+
+def test_a_component_failing_at_build_is_quoted_in_one_short_line():
+    """A component whose constructor raises pages of text (a huge repr, a multi-line
+    message) is reported in one line of bounded length, naming it and the error type."""
+    from zoo.api import Experiment
+
+    def loud_value_error():
+        raise ValueError("bad setting\n" + "x" * 10_000)
+
+    def loud_crash():
+        raise RuntimeError("line one\nline two " + "y" * 10_000)
+
+    with pytest.raises(zoo.ConfigError) as config_error:
+        Experiment._probe("the model", loud_value_error)
+    with pytest.raises(ContractError) as contract_error:
+        Experiment._probe("trainer", loud_crash)
+    for message, start in [(str(config_error.value),
+                            "the model cannot be built with this config: bad setting x"),
+                           (str(contract_error.value),
+                            "trainer failed while being built: RuntimeError: line one "
+                            "line two y")]:
+        assert message.startswith(start)
+        assert "\n" not in message and len(message) < 400 and message.endswith("…")
