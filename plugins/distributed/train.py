@@ -39,7 +39,7 @@ from typing import Any
 
 os.environ.setdefault("DGLBACKEND", "pytorch")
 
-from zoo.errors import ConfigError, ZooError  # noqa: E402
+from zoo.errors import ConfigError, DivergedError, ZooError  # noqa: E402
 from zoo_plugins.distributed.one_host import colocate_from_env  # noqa: E402
 
 EVAL_BATCH_SIZE = 1024
@@ -141,6 +141,16 @@ def evaluate(model: Any, g: Any, nids: Any, num_layers: int) -> Any:
     return totals
 
 
+def check_finite_loss(loss: float, epoch: int, optimizer_path: str = "trainer.optimizer"
+                      ) -> None:
+    """A DivergedError when an epoch's mean training loss (the same sum on every trainer,
+    so all stop together) is NaN or infinite, as the core engine stops a run."""
+    if not math.isfinite(loss):
+        raise DivergedError(
+            f"training diverged at epoch {epoch} (loss is {loss}); lower "
+            f"{optimizer_path}.lr and check the inputs for NaN or huge values")
+
+
 def rates(totals: Any) -> tuple[float, float]:
     """(accuracy, mean loss) from summed ``[correct, loss sum, count]``."""
     count = max(float(totals[2]), 1.0)
@@ -217,6 +227,7 @@ def train(setup: TrainerSetup, args: argparse.Namespace) -> dict[str, Any] | Non
         record: dict[str, Any] = {"epoch": epoch,
                                   "loss": float(loss_sum) / (steps_per_epoch * world),
                                   "epoch_s": time.perf_counter() - t0}
+        check_finite_loss(record["loss"], epoch)  # before evaluating a broken model
         if epoch % plan.eval_every == 0 or epoch == plan.epochs:
             totals = torch.stack([evaluate(model, g, split[s], num_layers)
                                   for s in ("val", "test")])

@@ -102,3 +102,14 @@ def test_refuses_bad_arguments(tmp_path: Path) -> None:
         partition("sage_cora_sampled", 0, tmp_path / "parts")
     with pytest.raises(zoo.ConfigError, match="method"):
         partition("sage_cora_sampled", 2, tmp_path / "parts", method="kmeans")
+
+
+def test_a_diverged_epoch_stops_the_distdgl_trainers_with_one_line() -> None:
+    from zoo.errors import DivergedError
+    from zoo_plugins.distributed.train import check_finite_loss
+
+    check_finite_loss(0.7, epoch=3)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(DivergedError, match=r"^training diverged at epoch 3 \(loss is "
+                                                r"(nan|inf)\); lower trainer.optimizer.lr"):
+            check_finite_loss(bad, epoch=3)
