@@ -1,7 +1,9 @@
 """Write the README's table of configs from the measurement records in ``results/``.
 
 Each ``results/<config>/summary.json`` is the summary of a ``zoo run <config>`` (kept with
-its ``config.yaml``; weights and metrics are not committed). The table goes between the
+its ``config.yaml``; weights and metrics are not committed; the provenance keeps versions,
+commit and CPU, not the command line, working folder or host name, which name places on
+the measuring machine). The table goes between the
 README's ``<!-- configs-table:start -->`` and ``<!-- configs-table:end -->`` markers::
 
     python scripts/config_table.py                        # rewrite the README's table
@@ -112,6 +114,23 @@ def config_name(run_dir: Path, configs_dir: Path) -> str:
     return name
 
 
+# Provenance that names places on the measuring machine: not for a committed record.
+LOCAL_PROVENANCE = ("command", "cwd")
+
+
+def shareable_summary(text: str) -> str:
+    """A run's ``summary.json`` without its machine-local provenance (the command line,
+    with its --out path, the working folder and the host name)."""
+    summary = json.loads(text)
+    provenance = summary.get("provenance")
+    if isinstance(provenance, dict):
+        for key in LOCAL_PROVENANCE:
+            provenance.pop(key, None)
+        if isinstance(provenance.get("host"), dict):
+            provenance["host"].pop("hostname", None)
+    return json.dumps(summary, indent=2) + "\n"
+
+
 def copy_records(run_dirs: list[Path], results_dir: Path, configs_dir: Path) -> None:
     """Copy each run's ``summary.json`` and ``config.yaml`` into ``results/<config>/``;
     its weights, metrics and figures stay behind."""
@@ -127,7 +146,10 @@ def copy_records(run_dirs: list[Path], results_dir: Path, configs_dir: Path) -> 
         dest.mkdir(parents=True, exist_ok=True)
         for name in KEPT:
             if (run_dir / name).is_file():
-                atomic_write(dest / name, (run_dir / name).read_text(encoding="utf-8"))
+                text = (run_dir / name).read_text(encoding="utf-8")
+                if name == "summary.json":
+                    text = shareable_summary(text)
+                atomic_write(dest / name, text)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

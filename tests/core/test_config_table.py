@@ -94,6 +94,23 @@ def test_from_copies_only_the_records(project):
     assert "test_accuracy 0.700 ± 0.000 | 3 |" in (project / "README.md").read_text()
 
 
+def test_from_drops_the_machine_local_provenance(project):
+    src = project / "runs" / "gcn_cora"
+    src.mkdir(parents=True)
+    summary = fake_summary([0.7])
+    summary["provenance"] = {
+        "zoo": "0.2.0", "packages": {"torch": "2.13.0"},
+        "command": "zoo run gcn_cora --out /home/someone/runs/gcn_cora",
+        "cwd": "/home/someone/zoo",
+        "host": {"hostname": "lab-7", "cpu": "AMD EPYC", "cores": 2}}
+    (src / "summary.json").write_text(json.dumps(summary))
+    assert run(project, "--from", str(src)) == 0
+    kept = json.loads((project / "results" / "gcn_cora" / "summary.json").read_text())
+    assert kept["provenance"] == {"zoo": "0.2.0", "packages": {"torch": "2.13.0"},
+                                  "host": {"cpu": "AMD EPYC", "cores": 2}}
+    assert kept["metrics"] == summary["metrics"]
+
+
 def test_clear_errors(project, capsys):
     unknown = project / "runs" / "my_experiment"
     unknown.mkdir(parents=True)

@@ -269,8 +269,8 @@ def test_transductive_run_never_reads_test_labels(tmp_path, monkeypatch):
     assert runs["plain"]["labeled"]["mean"] == 15 + 30
     assert (runs["scrambled"]["test_accuracy"]["mean"] < 0.5
             < runs["plain"]["test_accuracy"]["mean"])
-    weights = [torch.load(tmp_path / name / "weights" / "seed-0.pt",
-                          weights_only=True)["state_dict"] for name in ("plain", "scrambled")]
+    files = [tmp_path / name / "weights" / "seed-0.pt" for name in ("plain", "scrambled")]
+    weights = [torch.load(file, weights_only=True)["state_dict"] for file in files]
     assert weights[0].keys() == weights[1].keys()
     for key in weights[0]:
         assert torch.equal(weights[0][key], weights[1][key]), key
