@@ -17,10 +17,11 @@ import torch
 from zoo.config import LoadedConfig, load_config, validate_config
 from zoo.contracts import GraphData, Metrics, ModelOutput, RunInfo, describe_value
 from zoo.engine import Engine, TrainContext, seed_everything, to_floats
-from zoo.errors import ConfigError, ContractError, DivergedError, ZooError, brief
+from zoo.errors import ConfigError, ContractError, DivergedError, ZooError
 from zoo.model import Classifier
 from zoo.plugins import default_manager
 from zoo.registry import Component, Registry, component_label, component_name
+from zoo.safe_yaml import excerpt
 from zoo.checkpoint import Checkpointing, RunState, SeedCheckpoints
 from zoo.progress import Progress
 from zoo.provenance import provenance
@@ -147,10 +148,10 @@ class Experiment:
             raise
         except (ValueError, TypeError, AssertionError, KeyError) as e:
             raise ConfigError(f"{label} cannot be built with this config: "
-                              f"{brief(e)}") from None
+                              f"{excerpt(e, 300)}") from None
         except Exception as e:
             raise ContractError(f"{label} failed while being built: {type(e).__name__}: "
-                                f"{brief(e)}") from None
+                                f"{excerpt(e, 300)}") from None
 
     def check(self) -> None:
         """Construct every component once (the model with probe sizes) and check that

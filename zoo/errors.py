@@ -1,13 +1,6 @@
 """Errors the zoo reports to users: one clear sentence with the fix, no traceback."""
 
 
-def brief(error: BaseException, limit: int = 300) -> str:
-    """``error``'s message as one line of at most ``limit`` characters, to quote inside
-    a user-facing error (a component's exception may carry pages of text)."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
-
-
 class ZooError(Exception):
     """Base class of errors shown to users as one line; ``exit_code`` is the CLI's."""
 
